@@ -1,0 +1,7 @@
+import nautilus
+
+from .models import Ingredient
+
+
+class IngredientService(nautilus.ModelService):
+    model = Ingredient

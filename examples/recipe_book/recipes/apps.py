@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RecipesConfig(AppConfig):
+    name = "examples.recipe_book.recipes"
+    label = "recipes"

@@ -1,0 +1,7 @@
+import nautilus
+
+from .models import Recipe
+
+
+class RecipeService(nautilus.ModelService):
+    model = Recipe

@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""nautilus's one entry point: the service comes from --settings or DJANGO_SETTINGS_MODULE."""
+import os
+import sys
+
+
+def main():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.recipe_book.recipes.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

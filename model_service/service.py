@@ -1,0 +1,152 @@
+"""ModelService: the service that owns one Django model.
+
+It answers ``create|read|update|delete.<name>.pending`` with ``.success`` / ``.error``,
+serves ``all_models`` with the model's filters on ``/graphql``, and announces its fields
+and CRUD mutations::
+
+    class RecipeService(nautilus.ModelService):
+        model = Recipe
+"""
+from django.core import checks
+from django.core.exceptions import ValidationError
+
+from nautilus_core.actions import crud_action
+from nautilus_core.service import ActionError, Service, ServiceMisconfigured, normalize_name, on_action
+
+from .fields import UnsupportedField, field_lookup, graphql_type, model_fields, parse_input, record_of, required_fields
+from .schema import create_model_schema
+
+__all__ = ["ModelService"]
+
+
+class ModelService(Service):
+    """Owns the rows of ``model``; its name defaults to the model's (``Recipe`` → ``recipe``)."""
+
+    model = None
+
+    def __init__(self, model=None, **kwargs):
+        self.model = model or type(self).model
+        if self.model is None:
+            raise ServiceMisconfigured(
+                f"{type(self).__name__} has no model: set `model = <a Django model>` on the class.",
+                check_id="nautilus.E010",
+            )
+        kwargs.setdefault("name", type(self).name or normalize_name(self.model.__name__))
+        kwargs.setdefault("schema", create_model_schema(self.model))
+        super().__init__(**kwargs)
+
+    def get_models(self):
+        return [self.model]
+
+    def get_handlers(self):
+        # The CRUD action types depend on the service's name, so they are mapped here.
+        handlers = super().get_handlers()
+        for method in ("create", "read", "update", "delete"):
+            handlers[crud_action(method, self.name)] = getattr(self, method)
+        return handlers
+
+    def check(self):
+        errors = []
+        for field in model_fields(self.model):
+            try:
+                graphql_type(field)
+            except UnsupportedField as exc:
+                errors.append(checks.Error(str(exc), hint="Use a supported field type, or leave it out of the model.",
+                                           obj=self.model, id="nautilus.E011"))
+        return errors
+
+    # -- the summary -----------------------------------------------------------------
+
+    def summarize(self, **extra):
+        fields = [{"name": f.name, "type": graphql_type(f)} for f in model_fields(self.model)]
+        return super().summarize(fields=fields, mutations=self.mutation_summaries(), **extra)
+
+    def mutation_summaries(self):
+        pk = self.model._meta.pk
+        required = {f.name for f in required_fields(self.model)}
+        writable = [f for f in model_fields(self.model) if f.editable and not (f.primary_key and f.auto_created)]
+        record = [{"name": self.name, "type": {"fields": [
+            {"name": f.name, "type": graphql_type(f)} for f in model_fields(self.model)]}, "required": False}]
+        suffix = self.name[:1].upper() + self.name[1:]
+
+        def io(name, type_, required):
+            return {"name": name, "type": type_, "required": required}
+
+        def mutation(method, inputs, outputs):
+            return {"name": f"{method}{suffix}", "event": crud_action(method, self.name), "isAsync": False,
+                    "inputs": inputs, "outputs": outputs}
+
+        return [
+            mutation("create", [io(f.name, graphql_type(f), f.name in required) for f in writable], record),
+            mutation("update", [io("id", "ID", True)] + [
+                io(f.name, graphql_type(f), False) for f in writable if f is not pk], record),
+            mutation("delete", [io("id", "ID", True)], [io("id", "ID", True)]),
+        ]
+
+    # -- CRUD handlers ---------------------------------------------------------------
+
+    @on_action()
+    def create(self, action):
+        values, errors = parse_input(self.model, action.payload, required=True)
+        row = self.model(**values)
+        self._save(row, errors)
+        return record_of(row)
+
+    @on_action(record=False)
+    def read(self, action):
+        query, variables = action.payload.get("query"), action.payload.get("variables") or {}
+        if not isinstance(query, str) or not isinstance(variables, dict):
+            raise ActionError('A read needs {"query": "<GraphQL>", "variables": {…}}.', "invalid_query")
+        result = self.schema.execute(query, variable_values=variables)
+        errors = [error.formatted for error in result.errors or ()]
+        if result.data is None:
+            raise ActionError(errors[0]["message"] if errors else "The query failed.", "invalid_query",
+                              {"errors": errors})
+        return {"data": result.data, "errors": errors}
+
+    @on_action()
+    def update(self, action):
+        payload = dict(action.payload)
+        row = self._row(payload, for_update=True)
+        values, errors = parse_input(self.model, payload, required=False)
+        for attname, value in values.items():
+            setattr(row, attname, value)
+        self._save(row, errors)
+        return record_of(row)
+
+    @on_action()
+    def delete(self, action):
+        payload = dict(action.payload)
+        row = self._row(payload, for_update=True)
+        extra = set(payload) - {self.model._meta.pk.name}
+        if extra:
+            raise ActionError(f"A delete takes only the id; unexpected: {', '.join(sorted(extra))}.", "invalid")
+        pk = row.pk
+        row.delete()
+        return {"id": pk}
+
+    def _row(self, payload, for_update=False):
+        """Pop the row's id from the payload (``id``, ``pk`` or the pk's name) and load it."""
+        pk_field = self.model._meta.pk
+        given = [payload.pop(k) for k in {"id", "pk", pk_field.name, pk_field.attname} if k in payload]
+        if not given:
+            raise ActionError(f"The payload must name the {self.name} by its id.", "invalid",
+                              {"fields": {"id": ["This field is required."]}})
+        pk = given[0]
+        rows = self.model._default_manager.select_for_update() if for_update else self.model._default_manager
+        try:
+            return rows.get(pk=pk_field.to_python(pk))
+        except (self.model.DoesNotExist, ValidationError, ValueError, TypeError):
+            raise ActionError(f"There is no {self.name} with id {pk!r}.", "not_found", {"id": pk}) from None
+
+    def _save(self, row, errors):
+        """Validate the whole row (Django's model validation) and save it, or report every error at once."""
+        try:
+            row.full_clean(exclude=[name for name in errors if name in field_lookup(self.model)])
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                errors.setdefault(name, []).extend(m for m in messages if m not in errors.get(name, []))
+        if errors:
+            listing = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in sorted(errors.items()))
+            raise ActionError(f"Invalid {self.name}: {listing}", "invalid", {"fields": errors})
+        row.save()

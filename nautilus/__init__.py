@@ -1,0 +1,14 @@
+"""nautilus: clouds of small services on a shared action bus, queried through one GraphQL gateway.
+
+The public names, as in the original library::
+
+    import nautilus
+
+    class RecipeService(nautilus.ModelService):
+        model = Recipe
+"""
+from model_service.service import ModelService
+from nautilus_core.actions import Action
+from nautilus_core.service import ActionError, Service, on_action
+
+__all__ = ["Action", "ActionError", "Service", "ModelService", "on_action"]

@@ -1,0 +1,156 @@
+"""Actions: the messages services exchange, and the one place their types are built.
+
+An action type is ``<method>.<name>.<status>`` (``create.recipe.pending``), plus the
+three cloud-wide types ``init.service.pending`` (an announcement), ``roll_call`` and
+``query.api.pending``. Senders and receivers import these helpers instead of
+spelling types as strings, so a typo cannot create a queue nobody publishes to.
+
+An action travels as an *envelope*, a JSON object (DESIGN.md §3)::
+
+    {"action_type": str, "payload": object, "action_id": uuid, "correlation_id": uuid | null,
+     "sender": str, "sent_at": ISO-8601}
+"""
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+__all__ = [
+    "PENDING", "SUCCESS", "ERROR", "CRUD_METHODS",
+    "ANNOUNCE", "ROLL_CALL", "QUERY",
+    "action_type", "crud_action", "with_status", "status_of", "name_of",
+    "Action", "MalformedAction", "error_payload",
+]
+
+PENDING, SUCCESS, ERROR = "pending", "success", "error"
+STATUSES = (PENDING, SUCCESS, ERROR)
+CRUD_METHODS = ("create", "read", "update", "delete")
+
+
+def action_type(method, name, status=PENDING):
+    """``action_type("create", "recipe")`` → ``"create.recipe.pending"``."""
+    if status not in STATUSES:
+        raise ValueError(f"Unknown action status {status!r}; expected one of {STATUSES}")
+    return f"{method}.{name}.{status}"
+
+
+def crud_action(method, name, status=PENDING):
+    if method not in CRUD_METHODS:
+        raise ValueError(f"Unknown CRUD method {method!r}; expected one of {CRUD_METHODS}")
+    return action_type(method, name, status)
+
+
+def with_status(type_, status):
+    """``with_status("create.recipe.pending", "success")`` → ``"create.recipe.success"``."""
+    method, name, _ = _split(type_)
+    return action_type(method, name, status)
+
+
+def status_of(type_):
+    parts = type_.split(".")
+    return parts[-1] if len(parts) == 3 else None
+
+
+def name_of(type_):
+    """The service name inside an action type, or None for cloud-wide types."""
+    parts = type_.split(".")
+    return parts[1] if len(parts) == 3 else None
+
+
+def _split(type_):
+    parts = type_.split(".")
+    if len(parts) != 3:
+        raise ValueError(f"{type_!r} is not of the form <method>.<name>.<status>")
+    return parts
+
+
+ANNOUNCE = action_type("init", "service")
+ROLL_CALL = "roll_call"
+QUERY = action_type("query", "api")
+
+
+class MalformedAction(ValueError):
+    """An envelope that cannot be handled as an action, with the reason why."""
+
+    def __init__(self, reason, raw=None):
+        super().__init__(reason)
+        self.raw = raw
+
+    @property
+    def action_type(self):
+        """The action type the sender meant, when the envelope names a usable one."""
+        if isinstance(self.raw, dict) and isinstance(self.raw.get("action_type"), str):
+            return self.raw["action_type"]
+        return None
+
+    @property
+    def correlation_id(self):
+        if isinstance(self.raw, dict) and isinstance(self.raw.get("correlation_id"), str):
+            return self.raw["correlation_id"]
+        return None
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _new_id():
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Action:
+    action_type: str
+    payload: dict = field(default_factory=dict)
+    action_id: str = field(default_factory=_new_id)
+    correlation_id: str | None = None
+    sender: str = ""
+    sent_at: str = field(default_factory=_now)
+
+    def to_dict(self):
+        return {
+            "action_type": self.action_type,
+            "payload": self.payload,
+            "action_id": self.action_id,
+            "correlation_id": self.correlation_id,
+            "sender": self.sender,
+            "sent_at": self.sent_at,
+        }
+
+    @classmethod
+    def from_dict(cls, raw):
+        """Validate an envelope received from the bus; raise MalformedAction with the reason."""
+        if not isinstance(raw, dict):
+            raise MalformedAction(f"the envelope must be a JSON object, not {type(raw).__name__}", raw)
+        type_ = raw.get("action_type")
+        if not isinstance(type_, str) or not type_:
+            raise MalformedAction("the envelope has no action_type", raw)
+        payload = raw.get("payload", {})
+        if not isinstance(payload, dict):
+            raise MalformedAction(
+                f"the payload of {type_} must be a JSON object, not {type(payload).__name__}", raw
+            )
+        for key in ("action_id", "correlation_id", "sender", "sent_at"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise MalformedAction(f"the envelope's {key} must be a string", raw)
+        return cls(
+            action_type=type_,
+            payload=payload,
+            action_id=raw.get("action_id") or _new_id(),
+            correlation_id=raw.get("correlation_id"),
+            sender=raw.get("sender") or "",
+            sent_at=raw.get("sent_at") or _now(),
+        )
+
+    def outcome(self, status, payload, sender):
+        """The ``.success``/``.error`` action answering this one (same correlation id)."""
+        return Action(
+            action_type=with_status(self.action_type, status),
+            payload=payload,
+            correlation_id=self.correlation_id,
+            sender=sender,
+        )
+
+
+def error_payload(message, code, details=None):
+    """The ``.error`` payload shape: ``{"message", "code", "details"}``."""
+    return {"message": message, "code": code, "details": details or {}}

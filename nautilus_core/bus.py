@@ -1,0 +1,271 @@
+"""The action bus: topology, publishing, replies, asks and the dead-letter queue.
+
+Every action is published on one durable topic exchange (``nautilus.actions``) with
+its action type as routing key, as a Celery task message ``nautilus.action(envelope)``
+so that Celery workers consume it. Each service has one durable queue,
+``nautilus.<service>``, bound to the action types it handles; replicas of a service
+compete on that queue, so scaling out never applies an action twice.
+
+An *ask* is a publish that carries a correlation id and a ``reply_to`` queue; the
+handler answers there with the outcome envelope. Each asking process owns one
+private reply queue, consumed by a background thread, so asks from many threads
+(or an asyncio loop) share it.
+"""
+import asyncio
+import json
+import logging
+import socket
+import threading
+import uuid
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime, timezone
+
+from kombu import Consumer, Exchange, Queue, binding
+
+from .actions import Action
+
+__all__ = ["TASK_NAME", "Bus", "AskTimeout", "connect", "service_queue", "envelope_of_task_message"]
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "nautilus.action"
+
+
+class AskTimeout(TimeoutError):
+    """Nobody answered an ask in time."""
+
+    def __init__(self, action_type, timeout):
+        super().__init__(
+            f"No reply to {action_type} within {timeout:g}s: is a service that handles it running?"
+        )
+        self.action_type = action_type
+        self.timeout = timeout
+
+
+def actions_exchange(name):
+    return Exchange(name, type="topic", durable=True)
+
+
+def service_queue(service_name, action_types, exchange_name):
+    """The durable queue of one service, bound to every action type it handles."""
+    exchange = actions_exchange(exchange_name)
+    return Queue(
+        f"nautilus.{service_name}",
+        exchange=exchange,
+        bindings=[binding(exchange, routing_key=key) for key in sorted(action_types)],
+        durable=True,
+    )
+
+
+def envelope_of_task_message(body):
+    """The envelope inside a decoded ``nautilus.action`` task message body."""
+    args = body[0] if isinstance(body, (list, tuple)) and body else None
+    return args[0] if isinstance(args, (list, tuple)) and len(args) == 1 else None
+
+
+class Bus:
+    """One process's connection to the action bus, on a Celery app's broker.
+
+    ``sender`` is the service name written into the envelopes this bus sends.
+    """
+
+    def __init__(self, app, *, sender, exchange="nautilus.actions", dead_letter_queue="nautilus.dead"):
+        self.app = app
+        self.sender = sender
+        self.exchange = actions_exchange(exchange)
+        self.dead_letter_queue = Queue(dead_letter_queue, durable=True)
+        self._replies = None
+        self._replies_lock = threading.Lock()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def publish(self, action_type_or_action, payload=None, *, correlation_id=None, reply_to=None):
+        """Publish an action on the exchange; return the Action that was sent."""
+        action = self._action(action_type_or_action, payload, correlation_id)
+        with self.app.producer_or_acquire() as producer:
+            self.app.send_task(
+                TASK_NAME,
+                args=[action.to_dict()],
+                task_id=action.action_id,
+                exchange=self.exchange,
+                routing_key=action.action_type,
+                declare=[self.exchange],
+                reply_to=reply_to,
+                producer=producer,
+                ignore_result=True,
+            )
+        return action
+
+    def reply(self, reply_to, action):
+        """Send an outcome envelope straight to an asker's reply queue."""
+        with self.app.producer_or_acquire() as producer:
+            producer.publish(
+                json.dumps(action.to_dict()),
+                exchange="",
+                routing_key=reply_to,
+                correlation_id=action.correlation_id,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=1,
+                retry=True,
+            )
+
+    def dead_letter(self, body, reason, **context):
+        """Keep a message nobody can handle in ``nautilus.dead``, with the reason."""
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", errors="replace")
+        record = {
+            "reason": reason,
+            "body": body,
+            "dead_at": datetime.now(timezone.utc).isoformat(),
+            **context,
+        }
+        logger.warning("dead-lettered a message: %s", reason)
+        with self.app.producer_or_acquire() as producer:
+            producer.publish(
+                json.dumps(record, default=str),
+                exchange="",
+                routing_key=self.dead_letter_queue.name,
+                declare=[self.dead_letter_queue],
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                retry=True,
+            )
+
+    # -- asking ----------------------------------------------------------------------
+
+    def ask(self, action_type, payload=None, *, timeout):
+        """Publish an action and wait for its outcome; return the reply Action.
+
+        Raises AskTimeout when nobody answers within ``timeout`` seconds.
+        """
+        future, action = self._send_ask(action_type, payload)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise AskTimeout(action.action_type, timeout) from None
+        finally:
+            self._replies.forget(action.correlation_id)
+
+    async def ask_async(self, action_type, payload=None, *, timeout):
+        """``ask`` for an asyncio caller; many asks can wait at once."""
+        future, action = self._send_ask(action_type, payload)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            raise AskTimeout(action.action_type, timeout) from None
+        finally:
+            self._replies.forget(action.correlation_id)
+
+    def _send_ask(self, action_type, payload):
+        replies = self._reply_listener()
+        action = self._action(action_type, payload, correlation_id=str(uuid.uuid4()))
+        future = replies.expect(action.correlation_id)
+        self.publish(action, reply_to=replies.queue.name)
+        return future, action
+
+    def _reply_listener(self):
+        with self._replies_lock:
+            if self._replies is None:
+                self._replies = _ReplyListener(self.app)
+                self._replies.start()
+            return self._replies
+
+    def close(self):
+        if self._replies is not None:
+            self._replies.stop()
+            self._replies = None
+
+    def _action(self, action_type_or_action, payload, correlation_id):
+        if isinstance(action_type_or_action, Action):
+            return action_type_or_action
+        return Action(
+            action_type=action_type_or_action,
+            payload=payload if payload is not None else {},
+            correlation_id=correlation_id,
+            sender=self.sender,
+        )
+
+
+def connect(broker_url, *, sender, transport_options=None, **kwargs):
+    """A Bus on its own Celery app, for processes that run no service (tests, benchmarks)."""
+    from celery import Celery
+
+    app = Celery("nautilus.bus", broker=broker_url, set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"],
+                    broker_transport_options=transport_options or {})
+    return Bus(app, sender=sender, **kwargs)
+
+
+class _ReplyListener(threading.Thread):
+    """Consumes this process's private reply queue and completes waiting asks."""
+
+    def __init__(self, app):
+        super().__init__(name="nautilus-replies", daemon=True)
+        self.app = app
+        self.queue = Queue(
+            f"nautilus.reply.{uuid.uuid4().hex}", durable=False, auto_delete=True,
+            queue_arguments={"x-expires": 60_000},
+        )
+        self._pending = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._connection = None
+
+    def expect(self, correlation_id):
+        future = Future()
+        with self._lock:
+            self._pending[correlation_id] = future
+        return future
+
+    def forget(self, correlation_id):
+        with self._lock:
+            self._pending.pop(correlation_id, None)
+
+    def start(self):
+        super().start()
+        # The queue must exist before the first ask is published, or its reply is lost.
+        if not self._ready.wait(30):
+            raise ConnectionError("could not declare the reply queue on the broker")
+
+    def stop(self):
+        self._stopping.set()
+        self.join(5)
+
+    def run(self):
+        while not self._stopping.is_set():
+            try:
+                with self.app.connection_for_read() as connection:
+                    self._consume(connection)
+            except Exception:  # the broker went away: reconnect, keep the same queue name
+                if self._stopping.is_set():
+                    break
+                logger.exception("reply listener lost its connection; reconnecting")
+                self._stopping.wait(1)
+
+    def _consume(self, connection):
+        connection.ensure_connection(max_retries=None)
+        channel = connection.channel()
+        consumer = Consumer(channel, queues=[self.queue], callbacks=[self._on_reply],
+                            accept=["json"], no_ack=True)
+        with consumer:
+            self._ready.set()
+            while not self._stopping.is_set():
+                try:
+                    connection.drain_events(timeout=0.5)
+                except socket.timeout:
+                    continue
+
+    def _on_reply(self, body, message):
+        try:
+            reply = Action.from_dict(body)
+        except ValueError:
+            logger.warning("ignored a malformed reply: %r", body)
+            return
+        with self._lock:
+            future = self._pending.pop(reply.correlation_id, None)
+        if future is not None and not future.done():
+            future.set_result(reply)

@@ -1,0 +1,67 @@
+"""nautilus settings: one namespaced ``NAUTILUS`` dict with documented defaults.
+
+Each setting comes from the ``NAUTILUS`` dict, else from the environment variable
+``NAUTILUS_<NAME>``, else from ``DEFAULTS``. Read lazily, when code runs, and reset when
+a test overrides settings (the pattern of simplejwt's ``api_settings``)::
+
+    from nautilus_core.conf import nautilus_settings
+    nautilus_settings.ASK_TIMEOUT
+"""
+import os
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+__all__ = ["DEFAULTS", "nautilus_settings"]
+
+DEFAULTS = {
+    # Dotted path of the Service subclass this process runs.
+    "SERVICE": None,
+    # The topic exchange every action is published on (DESIGN.md §3).
+    "EXCHANGE": "nautilus.actions",
+    # Where messages that cannot be handled go, with their reason.
+    "DEAD_LETTER_QUEUE": "nautilus.dead",
+    # Seconds an ask waits for its reply before it fails with a clear error.
+    "ASK_TIMEOUT": 5.0,
+    # The service name put in the envelope's "sender" by processes that run no service.
+    "SENDER": "cli",
+}
+
+
+class NautilusSettings:
+    def __init__(self, defaults):
+        self._defaults = defaults
+        self._cache = {}
+
+    def __getattr__(self, name):
+        if name not in self._defaults:
+            raise AttributeError(f"Unknown nautilus setting: {name!r}")
+        if name not in self._cache:
+            user = getattr(settings, "NAUTILUS", {})
+            default = self._defaults[name]
+            if name in user:
+                value = user[name]
+            elif f"NAUTILUS_{name}" in os.environ:
+                raw = os.environ[f"NAUTILUS_{name}"]
+                value = type(default)(raw) if default is not None else raw
+            else:
+                value = default
+            self._cache[name] = value
+        return self._cache[name]
+
+    def reload(self):
+        self._cache.clear()
+
+
+nautilus_settings = NautilusSettings(DEFAULTS)
+
+
+def _reload(*, setting, **kwargs):
+    if setting == "NAUTILUS":
+        nautilus_settings.reload()
+        from .service import get_service
+
+        get_service.cache_clear()
+
+
+setting_changed.connect(_reload, dispatch_uid="nautilus_core.conf.reload")

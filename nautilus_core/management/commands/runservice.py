@@ -1,0 +1,16 @@
+from django.core.management.base import BaseCommand
+
+from nautilus_core.service import get_service
+
+
+class Command(BaseCommand):
+    help = "Run this service: its HTTP API (/graphql, /admin/, /health) and a worker for its actions."
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="[host:]port to serve HTTP on")
+        parser.add_argument("--pool", default="solo", help="Celery worker pool (solo, prefork, threads)")
+        parser.add_argument("--concurrency", type=int, default=None, help="worker concurrency (not for solo)")
+
+    def handle(self, addrport, pool, concurrency, **options):
+        host, _, port = addrport.rpartition(":")
+        get_service().run(host=host or "127.0.0.1", port=int(port), pool=pool, concurrency=concurrency)

@@ -1,0 +1,42 @@
+"""Run one service as the original ``Service.run`` did: its HTTP API and its action worker."""
+import os
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.servers.basehttp import get_internal_wsgi_application, run
+
+
+def worker_command(service, pool="solo", concurrency=None, loglevel="INFO"):
+    """The ``celery worker`` command line that consumes this service's actions."""
+    command = [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker",
+               f"--pool={pool}", f"--loglevel={loglevel}", f"--hostname={service.name}.{os.getpid()}@%h"]
+    if concurrency:
+        command.append(f"--concurrency={concurrency}")
+    return command
+
+
+def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)}
+    worker = subprocess.Popen(worker_command(service, pool, concurrency), env=env)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        stdout.write(f"{service.name}: http://{host}:{port}/graphql (worker pid {worker.pid})\n")
+        stdout.flush()
+        run(host, int(port), get_internal_wsgi_application(), threading=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        service.cleanup()

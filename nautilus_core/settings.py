@@ -1,0 +1,143 @@
+"""Base Django settings for a nautilus service, read from the environment.
+
+A service's settings module starts from these and names its service::
+
+    from nautilus_core.settings import *  # noqa: F401,F403
+    from nautilus_core.settings import database, service_apps
+
+    INSTALLED_APPS = service_apps("model_service", "examples.recipe_book.recipes")
+    DATABASES = database("recipes")
+    NAUTILUS = {"SERVICE": "examples.recipe_book.recipes.services.RecipeService"}
+    ROOT_URLCONF = "nautilus_core.urls"
+
+Environment: ``NAUTILUS_BROKER_URL`` (default: an embedded file-backed bus under
+``var/bus``), ``DATABASE_URL`` (default: one SQLite file per service under ``var/``;
+``{service}`` in the URL is replaced by the service's database name),
+``NAUTILUS_SECRET_KEY`` (required unless ``NAUTILUS_DEMO=1``), ``NAUTILUS_ASK_TIMEOUT``,
+``NAUTILUS_DEBUG``.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+
+__all__ = [
+    "BASE_DIR", "VAR_DIR", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "INSTALLED_APPS", "MIDDLEWARE",
+    "TEMPLATES", "STATIC_URL", "STATIC_ROOT", "WHITENOISE_USE_FINDERS", "DEFAULT_AUTO_FIELD", "USE_TZ",
+    "TIME_ZONE", "ROOT_URLCONF", "LOGGING", "NAUTILUS_DEMO",
+    "CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_TASK_SERIALIZER",
+    "CELERY_ACCEPT_CONTENT", "CELERY_TASK_ACKS_LATE", "CELERY_TASK_REJECT_ON_WORKER_LOST",
+    "CELERY_WORKER_PREFETCH_MULTIPLIER", "CELERY_WORKER_CONSUMER", "CELERY_TASK_IGNORE_RESULT",
+    "CELERY_WORKER_HIJACK_ROOT_LOGGER", "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP",
+    "CELERY_TASK_CREATE_MISSING_QUEUES", "CELERY_WORKER_SEND_TASK_EVENTS",
+]
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("NAUTILUS_VAR_DIR", BASE_DIR / "var"))
+
+DEBUG = os.environ.get("NAUTILUS_DEBUG", "") == "1"
+# The demo (the example cloud on a laptop) may run without a secret; nothing else may.
+NAUTILUS_DEMO = os.environ.get("NAUTILUS_DEMO", "") == "1"
+SECRET_KEY = os.environ.get("NAUTILUS_SECRET_KEY") or (
+    "insecure-nautilus-demo-key-do-not-use-in-production" if NAUTILUS_DEMO else ""
+)
+ALLOWED_HOSTS = os.environ.get("NAUTILUS_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "graphene_django",
+    "graphene_django_graphiql_static",
+    "nautilus_core",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+
+ROOT_URLCONF = "nautilus_core.urls"
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+WHITENOISE_USE_FINDERS = True  # serve GraphiQL's and the admin's assets without collectstatic
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"nautilus_core": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                "model_service": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
+
+# -- the action bus (Celery on kombu) ------------------------------------------------------
+
+CELERY_BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Server-less bus for a first run: processes meet in a shared folder.
+    _bus_dir = VAR_DIR / "bus"
+    for _folder in ("data", "control"):
+        (_bus_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_bus_dir / "data"),
+        "data_folder_out": str(_bus_dir / "data"),
+        "control_folder": str(_bus_dir / "control"),
+        "polling_interval": 0.005,
+        "store_processed": False,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]  # JSON only on the nautilus bus
+CELERY_TASK_ACKS_LATE = True  # ack after the handler committed
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 16
+CELERY_WORKER_CONSUMER = "nautilus_core.celery:ActionConsumer"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+
+
+def database(name):
+    """``DATABASES`` for the service ``name``: ``DATABASE_URL``, or ``var/<name>.sqlite3``."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        url = url.replace("{service}", name)
+    else:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{VAR_DIR / name}.sqlite3"
+    config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+    if config["ENGINE"].endswith("sqlite3"):
+        config.setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    return {"default": config}
+
+
+def service_apps(*apps):
+    """``INSTALLED_APPS`` of a service: the base apps, then its own."""
+    return [*INSTALLED_APPS, *apps]
+

@@ -1,0 +1,153 @@
+"""Helpers for testing services against a real broker, shipped with the library.
+
+- ``ServiceProcess``: a service's worker (and optionally its HTTP server) as child
+  processes, started and stopped by their own PID.
+- ``BusRecorder``: a private queue bound to some action types, to see what was published.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kombu import Connection, Consumer, Queue, binding
+
+from .bus import actions_exchange, envelope_of_task_message
+
+__all__ = ["ServiceProcess", "BusRecorder", "manage"]
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def manage(settings, *args, env=None, check=True, timeout=120):
+    """Run ``manage.py <args>`` for a service's settings in a child process; return it."""
+    return subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "manage.py"), *args, f"--settings={settings}"],
+        env={**os.environ, **(env or {})}, cwd=PROJECT_DIR, check=check, timeout=timeout,
+        capture_output=True, text=True,
+    )
+
+
+class ServiceProcess:
+    """One worker process of a service, with the given environment (broker, database)."""
+
+    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None):
+        self.settings = settings
+        self.env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1"}
+        self.pool = pool
+        self.name = name or settings.rsplit(".", 2)[-2]
+        self.log_path = Path(log_dir or "/tmp") / f"nautilus-{self.name}-{uuid.uuid4().hex[:8]}.log"
+        self.process = None
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process else None
+
+    def start(self):
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
+             "--loglevel=INFO", "--without-mingle", "--without-gossip",
+             f"--hostname={self.name}.{uuid.uuid4().hex[:6]}@%h"],
+            env=self.env, cwd=PROJECT_DIR, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait_ready(self, timeout=60):
+        """Wait until the worker logged that it is ready to consume."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} worker exited ({self.process.returncode}):\n{self.log()}")
+            if " ready." in self.log():
+                return self
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} worker not ready after {timeout}s:\n{self.log()}")
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self, timeout=20):
+        """Warm shutdown (SIGTERM) by PID; SIGKILL if it does not stop in time."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def kill(self):
+        """``kill -9`` by PID: the worker dies mid-flight, unacked actions are redelivered."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._close_log()
+
+    def _close_log(self):
+        if getattr(self, "_log", None) and not self._log.closed:
+            self._log.close()
+
+    def __enter__(self):
+        return self.start().wait_ready()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class BusRecorder:
+    """Records the envelopes published on the exchange under some routing-key patterns."""
+
+    def __init__(self, broker_url, patterns=("#",), exchange="nautilus.actions", transport_options=None):
+        self.connection = Connection(broker_url, transport_options=transport_options or {})
+        exchange = actions_exchange(exchange)
+        self.queue = Queue(f"nautilus.test-recorder.{uuid.uuid4().hex}", exchange=exchange,
+                           bindings=[binding(exchange, routing_key=p) for p in patterns],
+                           durable=False, auto_delete=True)
+        self.channel = self.connection.channel()
+        self.queue(self.channel).declare()
+        self.envelopes = []
+        self.raw_bodies = []
+        self.consumer = Consumer(self.channel, queues=[self.queue], callbacks=[self._on_message],
+                                 accept=["json"], no_ack=True)
+        self.consumer.consume()
+
+    def _on_message(self, body, message):
+        self.raw_bodies.append(message.body if isinstance(message.body, str) else message.body.decode())
+        envelope = envelope_of_task_message(body)
+        if envelope is not None:
+            self.envelopes.append(envelope)
+
+    def drain(self, seconds=0.2):
+        """Collect what arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self.connection.drain_events(timeout=max(0.01, deadline - time.monotonic()))
+            except (TimeoutError, OSError):
+                pass
+        return self.envelopes
+
+    def wait_for(self, predicate, timeout=10):
+        """Drain until an envelope satisfies ``predicate``; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for envelope in self.envelopes:
+                if predicate(envelope):
+                    return envelope
+            self.drain(0.1)
+        seen = json.dumps([e.get("action_type") for e in self.envelopes])
+        raise TimeoutError(f"no matching envelope within {timeout}s; saw {seen}")
+
+    def of_type(self, action_type):
+        return [e for e in self.envelopes if e.get("action_type") == action_type]
+
+    def close(self):
+        try:
+            self.consumer.cancel()
+            self.queue(self.channel).delete()
+        finally:
+            self.connection.release()

@@ -1,0 +1,23 @@
+"""HTTP views every service serves: its GraphQL API and a health check."""
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from graphene_django_graphiql_static.views import GraphiQLOfflineView
+
+from .service import get_service
+
+
+def graphql_view(schema):
+    """``/graphql``: GET and POST, GraphiQL in a browser with its assets served locally."""
+    return csrf_exempt(GraphiQLOfflineView.as_view(schema=schema, graphiql=True))
+
+
+def health(request):
+    """``/health``: 200 when the service and its database answer, 503 otherwise."""
+    service = get_service()
+    body = {"service": service.name, "version": service.summarize()["version"]}
+    try:
+        connection.ensure_connection()
+    except Exception as exc:  # the point of a health check is to say so, not to crash
+        return JsonResponse({**body, "status": "unavailable", "database": str(exc)}, status=503)
+    return JsonResponse({**body, "status": "ok"})

@@ -1,0 +1,141 @@
+"""Fixtures that run real services against the local RabbitMQ and PostgreSQL.
+
+Each test session gets a RabbitMQ virtual host and PostgreSQL databases of its own,
+so concurrent runs on one machine do not see each other's queues or rows. Worker
+processes are started by fixtures and stopped by their PID.
+"""
+import os
+import shutil
+import subprocess
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from nautilus_core.bus import connect
+from nautilus_core.testing import BusRecorder, ServiceProcess, manage
+
+RUN_ID = uuid.uuid4().hex[:8]
+BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+
+RECIPES = "examples.recipe_book.recipes.settings"
+INGREDIENTS = "examples.recipe_book.ingredients.settings"
+
+
+def _rabbitmqctl(*args):
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def broker_url():
+    """A RabbitMQ virtual host of this test run's own (the broker of NAUTILUS_BROKER_URL)."""
+    if not BROKER_URL.startswith("amqp"):
+        pytest.fail(f"these tests need RabbitMQ; NAUTILUS_BROKER_URL is {BROKER_URL!r}")
+    if shutil.which("rabbitmqctl") is None:
+        yield BROKER_URL  # cannot isolate: share the configured virtual host
+        return
+    vhost = f"nautilus-test-{RUN_ID}"
+    _rabbitmqctl("add_vhost", vhost)
+    user = urlsplit(BROKER_URL).username or "guest"
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    parts = urlsplit(BROKER_URL)
+    yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+class Databases:
+    """PostgreSQL databases created for this run, dropped at its end."""
+
+    def __init__(self, url):
+        self.url = url
+        self.names = []
+
+    def _admin(self):
+        return psycopg.connect(self.url, autocommit=True)
+
+    def create(self, label):
+        name = f"nautilus_test_{RUN_ID}_{label}_{len(self.names)}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
+
+    def drop_all(self):
+        with self._admin() as conn:
+            for name in self.names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def databases():
+    if not DATABASE_URL.startswith("postgres"):
+        pytest.fail(f"these tests need PostgreSQL; DATABASE_URL is {DATABASE_URL!r}")
+    dbs = Databases(DATABASE_URL)
+    yield dbs
+    dbs.drop_all()
+
+
+class Cloud:
+    """Starts services (migrated, on their own database) and stops every one by PID."""
+
+    def __init__(self, broker_url, databases, log_dir):
+        self.broker_url = broker_url
+        self.databases = databases
+        self.log_dir = log_dir
+        self.processes = []
+
+    def env(self, settings, database_url=None):
+        return {
+            "NAUTILUS_BROKER_URL": self.broker_url,
+            "DATABASE_URL": database_url or self.databases.create(settings.rsplit(".", 2)[-2]),
+            "NAUTILUS_SECRET_KEY": "tests-only",
+        }
+
+    def start(self, settings, workers=1, env=None):
+        """Migrate a fresh database for the service and start ``workers`` processes on it."""
+        env = env or self.env(settings)
+        manage(settings, "migrate", "--verbosity=0", env=env)
+        started = [ServiceProcess(settings, env, log_dir=self.log_dir).start() for _ in range(workers)]
+        self.processes.extend(started)
+        for process in started:
+            process.wait_ready()
+        return started if workers > 1 else started[0]
+
+    def stop_all(self):
+        for process in self.processes:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud(broker_url, databases, tmp_path_factory):
+    cloud = Cloud(broker_url, databases, tmp_path_factory.mktemp("logs"))
+    yield cloud
+    cloud.stop_all()
+
+
+@pytest.fixture(scope="session")
+def bus(broker_url):
+    bus = connect(broker_url, sender="test")
+    yield bus
+    bus.close()
+
+
+@pytest.fixture
+def recorder(broker_url):
+    recorders = []
+
+    def record(*patterns):
+        recorders.append(BusRecorder(broker_url, patterns or ("#",)))
+        return recorders[-1]
+
+    yield record
+    for r in recorders:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def recipe_service(cloud):
+    return cloud.start(RECIPES)
