@@ -94,6 +94,8 @@ def field_value(field, row):
         return duration_iso_string(value)
     if isinstance(field, models.FileField):
         return value.name or None
+    if isinstance(field, models.DecimalField) and value is not None:
+        return decimal.Decimal(value).quantize(decimal.Decimal(1).scaleb(-field.decimal_places))  # as stored
     return value
 
 

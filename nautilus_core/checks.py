@@ -26,16 +26,3 @@ def check_service(app_configs=None, **kwargs):
             id="nautilus.E002",
         )]
     return list(getattr(service, "check", lambda: [])())
-
-
-@checks.register("nautilus", deploy=True)
-def check_secret_key(app_configs=None, **kwargs):
-    from django.conf import settings
-
-    if not settings.SECRET_KEY:
-        return [checks.Error(
-            "NAUTILUS_SECRET_KEY is not set.",
-            hint="Set it in the environment (or NAUTILUS_DEMO=1 for the demo cloud only).",
-            id="nautilus.E003",
-        )]
-    return []

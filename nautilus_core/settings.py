@@ -20,17 +20,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-__all__ = [
-    "BASE_DIR", "VAR_DIR", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "INSTALLED_APPS", "MIDDLEWARE",
-    "TEMPLATES", "STATIC_URL", "STATIC_ROOT", "WHITENOISE_USE_FINDERS", "DEFAULT_AUTO_FIELD", "USE_TZ",
-    "TIME_ZONE", "ROOT_URLCONF", "LOGGING", "NAUTILUS_DEMO",
-    "CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_TASK_SERIALIZER",
-    "CELERY_ACCEPT_CONTENT", "CELERY_TASK_ACKS_LATE", "CELERY_TASK_REJECT_ON_WORKER_LOST",
-    "CELERY_WORKER_PREFETCH_MULTIPLIER", "CELERY_WORKER_CONSUMER", "CELERY_TASK_IGNORE_RESULT",
-    "CELERY_WORKER_HIJACK_ROOT_LOGGER", "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP",
-    "CELERY_TASK_CREATE_MISSING_QUEUES", "CELERY_WORKER_SEND_TASK_EVENTS",
-]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("NAUTILUS_VAR_DIR", BASE_DIR / "var"))
@@ -41,6 +32,11 @@ NAUTILUS_DEMO = os.environ.get("NAUTILUS_DEMO", "") == "1"
 SECRET_KEY = os.environ.get("NAUTILUS_SECRET_KEY") or (
     "insecure-nautilus-demo-key-do-not-use-in-production" if NAUTILUS_DEMO else ""
 )
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "NAUTILUS_SECRET_KEY is not set. Set it in the environment "
+        "(or NAUTILUS_DEMO=1 to run the demo cloud with an insecure key)."
+    )
 ALLOWED_HOSTS = os.environ.get("NAUTILUS_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
@@ -94,22 +90,26 @@ LOGGING = {
                 "model_service": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
 
-# -- the action bus (Celery on kombu) ------------------------------------------------------
-
-CELERY_BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "filesystem://"
-CELERY_BROKER_TRANSPORT_OPTIONS = {}
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    # Server-less bus for a first run: processes meet in a shared folder.
-    _bus_dir = VAR_DIR / "bus"
-    for _folder in ("data", "control"):
-        (_bus_dir / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_bus_dir / "data"),
-        "data_folder_out": str(_bus_dir / "data"),
-        "control_folder": str(_bus_dir / "control"),
+def embedded_transport_options(var_dir):
+    """kombu's file-backed transport: processes on one machine meet in a shared folder."""
+    bus_dir = Path(var_dir) / "bus"
+    for folder in ("data", "control"):
+        (bus_dir / folder).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(bus_dir / "data"),
+        "data_folder_out": str(bus_dir / "data"),
+        "control_folder": str(bus_dir / "control"),
         "polling_interval": 0.005,
         "store_processed": False,
     }
+
+
+# -- the action bus (Celery on kombu) ------------------------------------------------------
+
+CELERY_BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    embedded_transport_options(VAR_DIR) if CELERY_BROKER_URL.startswith("filesystem://") else {}
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]  # JSON only on the nautilus bus
 CELERY_TASK_ACKS_LATE = True  # ack after the handler committed
