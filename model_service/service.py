@@ -14,7 +14,7 @@ from nautilus_core.actions import crud_action
 from nautilus_core.service import ActionError, Service, ServiceMisconfigured, normalize_name, on_action
 
 from .fields import UnsupportedField, field_lookup, graphql_type, model_fields, parse_input, record_of, required_fields
-from .schema import create_model_schema
+from .schema import create_model_schema, execute_query
 
 __all__ = ["ModelService"]
 
@@ -97,7 +97,7 @@ class ModelService(Service):
         query, variables = action.payload.get("query"), action.payload.get("variables") or {}
         if not isinstance(query, str) or not isinstance(variables, dict):
             raise ActionError('A read needs {"query": "<GraphQL>", "variables": {…}}.', "invalid_query")
-        result = self.schema.execute(query, variable_values=variables)
+        result = execute_query(self.schema, query, variables)
         errors = [error.formatted for error in result.errors or ()]
         if result.data is None:
             raise ActionError(errors[0]["message"] if errors else "The query failed.", "invalid_query",

@@ -209,7 +209,10 @@ class Service:
     def _outcome(self, handler, action):
         pending = status_of(action.action_type) == PENDING
         try:
-            with transaction.atomic():
+            if handler._nautilus_record:
+                with transaction.atomic():  # an error undoes what the handler wrote
+                    payload = handler(action)
+            else:
                 payload = handler(action)
         except ActionError as exc:
             return action.outcome(ERROR, exc.payload, self.name) if pending else None

@@ -3,21 +3,26 @@
 - ``ServiceProcess``: a service's worker (and optionally its HTTP server) as child
   processes, started and stopped by their own PID.
 - ``BusRecorder``: a private queue bound to some action types, to see what was published.
+- ``virtual_host`` and ``Databases``: a RabbitMQ virtual host and PostgreSQL databases of a
+  run's own, so runs on one machine do not see each other's queues or rows.
 """
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from kombu import Connection, Consumer, Queue, binding
 
 from .bus import actions_exchange, envelope_of_task_message
 
-__all__ = ["ServiceProcess", "BusRecorder", "manage"]
+__all__ = ["ServiceProcess", "BusRecorder", "manage", "virtual_host", "Databases", "dead_letters"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -151,3 +156,71 @@ class BusRecorder:
             self.queue(self.channel).delete()
         finally:
             self.connection.release()
+
+
+def _with_path(url, path):
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + path, "", ""))
+
+
+@contextlib.contextmanager
+def virtual_host(broker_url, name):
+    """A fresh RabbitMQ virtual host (via rabbitmqctl), deleted on exit; yields its URL.
+
+    Without rabbitmqctl on this machine, yields ``broker_url`` unchanged (no isolation).
+    """
+    if shutil.which("rabbitmqctl") is None:
+        yield broker_url
+        return
+
+    def ctl(*args):
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, urlsplit(broker_url).username or "guest", ".*", ".*", ".*")
+        yield _with_path(broker_url, name)
+    finally:
+        ctl("delete_vhost", name)
+
+
+class Databases:
+    """PostgreSQL databases created on the server of ``url``; ``drop_all`` removes them."""
+
+    def __init__(self, url, prefix):
+        self.url = url
+        self.prefix = prefix
+        self.names = []
+
+    def _admin(self):
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True)
+
+    def create(self, label):
+        name = f"{self.prefix}_{label}_{len(self.names)}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return _with_path(self.url, name)
+
+    def drop_all(self):
+        with self._admin() as conn:
+            for name in self.names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def dead_letters(broker_url, queue="nautilus.dead"):
+    """Take every record out of the dead-letter queue."""
+    with Connection(broker_url) as conn:
+        simple = conn.SimpleQueue(queue)
+        letters = []
+        try:
+            while True:
+                message = simple.get(timeout=0.5)
+                letters.append(json.loads(message.body))
+                message.ack()
+        except simple.Empty:
+            return letters
+        finally:
+            simple.close()

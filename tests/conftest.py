@@ -5,16 +5,12 @@ so concurrent runs on one machine do not see each other's queues or rows. Worker
 processes are started by fixtures and stopped by their PID.
 """
 import os
-import shutil
-import subprocess
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 
 from nautilus_core.bus import connect
-from nautilus_core.testing import BusRecorder, ServiceProcess, manage
+from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, manage, virtual_host
 
 RUN_ID = uuid.uuid4().hex[:8]
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
@@ -24,56 +20,20 @@ RECIPES = "examples.recipe_book.recipes.settings"
 INGREDIENTS = "examples.recipe_book.ingredients.settings"
 
 
-def _rabbitmqctl(*args):
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def broker_url():
     """A RabbitMQ virtual host of this test run's own (the broker of NAUTILUS_BROKER_URL)."""
     if not BROKER_URL.startswith("amqp"):
         pytest.fail(f"these tests need RabbitMQ; NAUTILUS_BROKER_URL is {BROKER_URL!r}")
-    if shutil.which("rabbitmqctl") is None:
-        yield BROKER_URL  # cannot isolate: share the configured virtual host
-        return
-    vhost = f"nautilus-test-{RUN_ID}"
-    _rabbitmqctl("add_vhost", vhost)
-    user = urlsplit(BROKER_URL).username or "guest"
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-    parts = urlsplit(BROKER_URL)
-    yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
-    _rabbitmqctl("delete_vhost", vhost)
-
-
-class Databases:
-    """PostgreSQL databases created for this run, dropped at its end."""
-
-    def __init__(self, url):
-        self.url = url
-        self.names = []
-
-    def _admin(self):
-        return psycopg.connect(self.url, autocommit=True)
-
-    def create(self, label):
-        name = f"nautilus_test_{RUN_ID}_{label}_{len(self.names)}"
-        with self._admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
-
-    def drop_all(self):
-        with self._admin() as conn:
-            for name in self.names:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with virtual_host(BROKER_URL, f"nautilus-test-{RUN_ID}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def databases():
     if not DATABASE_URL.startswith("postgres"):
         pytest.fail(f"these tests need PostgreSQL; DATABASE_URL is {DATABASE_URL!r}")
-    dbs = Databases(DATABASE_URL)
+    dbs = Databases(DATABASE_URL, prefix=f"nautilus_test_{RUN_ID}")
     yield dbs
     dbs.drop_all()
 

@@ -1,5 +1,4 @@
 """A ModelService driven through the bus: a real worker on RabbitMQ and PostgreSQL."""
-import json
 import uuid
 
 import pytest
@@ -7,6 +6,7 @@ from kombu import Connection, Producer
 
 from nautilus_core.actions import ANNOUNCE, ROLL_CALL
 from nautilus_core.bus import AskTimeout, actions_exchange
+from nautilus_core.testing import dead_letters
 
 pytestmark = pytest.mark.usefixtures("recipe_service")
 
@@ -137,23 +137,8 @@ def test_read_with_a_bad_query_is_an_error(bus):
     assert reply.action_type == "read.recipe.error"
 
 
-def _dead_letters(broker_url):
-    with Connection(broker_url) as conn:
-        queue = conn.SimpleQueue("nautilus.dead")
-        letters = []
-        while True:
-            try:
-                message = queue.get(timeout=0.5)
-            except queue.Empty:
-                break
-            letters.append(json.loads(message.body))
-            message.ack()
-        queue.close()
-        return letters
-
-
 def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(bus, broker_url):
-    _dead_letters(broker_url)  # start from an empty dead-letter queue
+    dead_letters(broker_url)  # start from an empty dead-letter queue
     exchange = actions_exchange("nautilus.actions")
     with Connection(broker_url) as conn:
         producer = Producer(conn.channel(), exchange=exchange)
@@ -178,7 +163,7 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(bus, broker
     # the worker still answers
     assert ask(bus, "create.recipe.pending", {"name": "after the storm"}).action_type == "create.recipe.success"
 
-    letters = _dead_letters(broker_url)
+    letters = dead_letters(broker_url)
     reasons = sorted(letter["reason"] for letter in letters)
     assert len(letters) == 6, reasons
     assert all(letter["service"] == "recipe" for letter in letters)
