@@ -6,9 +6,14 @@ The public names, as in the original library::
 
     class RecipeService(nautilus.ModelService):
         model = Recipe
+
+    class Ingredients(nautilus.ConnectionService):
+        from_service = ("recipe",)
+        to_service = ("ingredient",)
 """
+from connection_service.service import ConnectionService
 from model_service.service import ModelService
 from nautilus_core.actions import Action
 from nautilus_core.service import ActionError, Service, on_action
 
-__all__ = ["Action", "ActionError", "Service", "ModelService", "on_action"]
+__all__ = ["Action", "ActionError", "Service", "ModelService", "ConnectionService", "on_action"]

@@ -1,0 +1,1 @@
+"""A connection between a service and itself: who follows whom among ``user`` rows."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FollowsConfig(AppConfig):
+    name = "tests.follows"
+    label = "follows"
