@@ -8,11 +8,12 @@ strings, and so on. Payloads name fields by their Django name, their column name
 import datetime
 import decimal
 import re
-import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.duration import duration_iso_string
+
+from nautilus_core.types import json_value
 
 __all__ = ["graphql_type", "model_fields", "field_lookup", "field_value", "json_value", "record_of", "parse_input",
            "UnsupportedField"]
@@ -96,15 +97,6 @@ def field_value(field, row):
         return value.name or None
     if isinstance(field, models.DecimalField) and value is not None:
         return decimal.Decimal(value).quantize(decimal.Decimal(1).scaleb(-field.decimal_places))  # as stored
-    return value
-
-
-def json_value(value):
-    """A scalar as JSON: ISO dates, decimals and UUIDs as strings."""
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
-        return str(value)
     return value
 
 

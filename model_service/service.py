@@ -59,7 +59,8 @@ class ModelService(Service):
 
     def summarize(self, **extra):
         fields = [{"name": f.name, "type": graphql_type(f)} for f in model_fields(self.model)]
-        return super().summarize(fields=fields, mutations=self.mutation_summaries(), **extra)
+        return super().summarize(pk=self.model._meta.pk.name, fields=fields, mutations=self.mutation_summaries(),
+                                 **extra)
 
     def mutation_summaries(self):
         pk = self.model._meta.pk

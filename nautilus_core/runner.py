@@ -4,8 +4,8 @@ import signal
 import subprocess
 import sys
 
+import uvicorn
 from django.conf import settings
-from django.core.servers.basehttp import get_internal_wsgi_application, run
 
 
 def worker_command(service, pool="solo", concurrency=None, loglevel="INFO"):
@@ -21,14 +21,17 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)}
     worker = subprocess.Popen(worker_command(service, pool, concurrency), env=env)
 
-    def stop(signum, frame):
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # uvicorn shuts down on SIGTERM, then re-raises it to this handler, so the worker is stopped below
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         stdout.write(f"{service.name}: http://{host}:{port}/graphql (worker pid {worker.pid})\n")
         stdout.flush()
-        run(host, int(port), get_internal_wsgi_application(), threading=True)
+        # ASGI, so that the asks of one gateway request wait together
+        uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
+                    lifespan="off")
     except KeyboardInterrupt:
         pass
     finally:

@@ -87,7 +87,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"nautilus_core": {"handlers": ["console"], "level": "INFO", "propagate": False},
-                "model_service": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+                "model_service": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                "gateway": {"handlers": ["console"], "level": "INFO", "propagate": False},
+                "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
 }
 
 def embedded_transport_options(var_dir):

@@ -22,7 +22,7 @@ from kombu import Connection, Consumer, Queue, binding
 
 from .bus import actions_exchange, envelope_of_task_message
 
-__all__ = ["ServiceProcess", "BusRecorder", "manage", "virtual_host", "Databases", "dead_letters"]
+__all__ = ["ServiceProcess", "BusRecorder", "manage", "virtual_host", "Databases", "dead_letters", "free_port"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -39,13 +39,26 @@ def manage(settings, *args, env=None, check=True, timeout=120):
 class ServiceProcess:
     """One worker process of a service, with the given environment (broker, database)."""
 
-    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None):
+    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None, http_port=None):
         self.settings = settings
         self.env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1"}
         self.pool = pool
         self.name = name or settings.rsplit(".", 2)[-2]
+        self.http_port = http_port
         self.log_path = Path(log_dir or "/tmp") / f"nautilus-{self.name}-{uuid.uuid4().hex[:8]}.log"
         self.process = None
+
+    @property
+    def url(self):
+        """With ``http_port``: the service runs as ``manage.py runservice`` (HTTP and worker)."""
+        return f"http://127.0.0.1:{self.http_port}" if self.http_port else None
+
+    def command(self):
+        if self.http_port:
+            return [sys.executable, str(PROJECT_DIR / "manage.py"), "runservice", f"127.0.0.1:{self.http_port}"]
+        return [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
+                "--loglevel=INFO", "--without-mingle", "--without-gossip",
+                f"--hostname={self.name}.{uuid.uuid4().hex[:6]}@%h"]
 
     @property
     def pid(self):
@@ -53,12 +66,8 @@ class ServiceProcess:
 
     def start(self):
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
-             "--loglevel=INFO", "--without-mingle", "--without-gossip",
-             f"--hostname={self.name}.{uuid.uuid4().hex[:6]}@%h"],
-            env=self.env, cwd=PROJECT_DIR, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(self.command(), env=self.env, cwd=PROJECT_DIR,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
     def wait_ready(self, timeout=60):
@@ -67,7 +76,7 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} worker exited ({self.process.returncode}):\n{self.log()}")
-            if " ready." in self.log():
+            if " ready." in self.log() and (not self.http_port or _answers(f"{self.url}/health")):
                 return self
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} worker not ready after {timeout}s:\n{self.log()}")
@@ -101,6 +110,24 @@ class ServiceProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _answers(url):
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class BusRecorder:

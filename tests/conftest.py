@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from nautilus_core.bus import connect
-from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, manage, virtual_host
+from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
 RUN_ID = uuid.uuid4().hex[:8]
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
@@ -18,6 +18,8 @@ DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:
 
 RECIPES = "examples.recipe_book.recipes.settings"
 INGREDIENTS = "examples.recipe_book.ingredients.settings"
+CONNECTION = "examples.recipe_book.ingredients_connection.settings"
+GATEWAY = "examples.recipe_book.gateway.settings"
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +56,13 @@ class Cloud:
             "NAUTILUS_SECRET_KEY": "tests-only",
         }
 
-    def start(self, settings, workers=1, env=None):
-        """Migrate a fresh database for the service and start ``workers`` processes on it."""
+    def start(self, settings, workers=1, env=None, http=False):
+        """Migrate a fresh database for the service and start ``workers`` processes on it
+        (with ``http``, as ``runservice``: HTTP and a worker; its URL is ``.url``)."""
         env = env or self.env(settings)
         manage(settings, "migrate", "--verbosity=0", env=env)
-        started = [ServiceProcess(settings, env, log_dir=self.log_dir).start() for _ in range(workers)]
+        started = [ServiceProcess(settings, env, log_dir=self.log_dir, http_port=free_port() if http else None).start()
+                   for _ in range(workers)]
         self.processes.extend(started)
         for process in started:
             process.wait_ready()
@@ -99,3 +103,48 @@ def recorder(broker_url):
 @pytest.fixture(scope="module")
 def recipe_service(cloud):
     return cloud.start(RECIPES)
+
+
+def graphql(url, query, variables=None, operation_name=None, headers=None, method="POST"):
+    """POST (or GET) a GraphQL request; return ``(status, body as JSON)``."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    params = {"query": query, "variables": variables, "operationName": operation_name}
+    if method == "GET":
+        query_string = urllib.parse.urlencode(
+            {k: json.dumps(v) if k == "variables" else v for k, v in params.items() if v is not None})
+        request = urllib.request.Request(f"{url}/graphql?{query_string}", headers={"Accept": "application/json",
+                                                                                  **(headers or {})})
+    else:
+        request = urllib.request.Request(f"{url}/graphql", data=json.dumps(params).encode(), method=method,
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def recipe_book(cloud):
+    """The example cloud: recipe, ingredient and ingredients workers, then the gateway (runservice).
+
+    The gateway's asks time out after 2 s here, so a stopped service is reported quickly.
+    """
+    import time
+
+    services = {name: cloud.start(settings) for name, settings in
+                (("recipe", RECIPES), ("ingredient", INGREDIENTS), ("ingredients", CONNECTION))}
+    gateway = cloud.start(GATEWAY, http=True, env={**cloud.env(GATEWAY), "NAUTILUS_ASK_TIMEOUT": "2"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the roll call's answers are recorded
+        status, body = graphql(gateway.url, "{ _services }")
+        if status == 200 and set(body["data"]["_services"]) >= set(services):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the gateway did not learn the cloud: {body}")
+    return {"url": gateway.url, "gateway": gateway, **services}

@@ -3,9 +3,6 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -13,15 +10,9 @@ import urllib.request
 
 import pytest
 
-from nautilus_core.testing import PROJECT_DIR, manage
+from nautilus_core.testing import ServiceProcess, free_port, manage
 
 from .conftest import RECIPES
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, headers=None, data=None):
@@ -42,26 +33,14 @@ def pid_alive(pid):
 
 
 @pytest.fixture(scope="module")
-def running(cloud, tmp_path_factory):
-    """runservice on a free port, with its own database; stopped by PID (SIGTERM)."""
+def running(cloud):
+    """runservice (HTTP + worker) on a free port, with its own database; stopped by PID (SIGTERM)."""
     env = cloud.env(RECIPES)
     manage(RECIPES, "migrate", "--verbosity=0", env=env)
-    port = free_port()
-    log = tmp_path_factory.mktemp("runservice") / "runservice.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runservice", f"127.0.0.1:{port}", f"--settings={RECIPES}"],
-            cwd=PROJECT_DIR, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and " ready." not in log.read_text():
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.2)
-    worker_pid = int(re.search(r"worker pid (\d+)", log.read_text()).group(1))
-    yield {"base": base, "env": env, "process": process, "worker_pid": worker_pid, "log": log}
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+    service = ServiceProcess(RECIPES, env, log_dir=cloud.log_dir, http_port=free_port()).start().wait_ready()
+    worker_pid = int(re.search(r"worker pid (\d+)", service.log()).group(1))
+    yield {"base": service.url, "env": env, "process": service.process, "worker_pid": worker_pid}
+    service.stop()
 
 
 def test_graphql_get_and_post(running, bus):

@@ -1,0 +1,5 @@
+import nautilus
+
+
+class RecipeBookAPI(nautilus.APIGateway):
+    """The recipe book's public GraphQL endpoint."""

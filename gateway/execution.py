@@ -1,0 +1,122 @@
+"""How the gateway asks services while it executes one GraphQL request.
+
+A QueryContext lives for one request. Rows are loaded through DataLoaders keyed by
+service and filters, so all the rows a level of the query needs from one service come
+in one ask (``pk_in``), whatever the number of parents: a query of depth d costs at
+most d+1 asks per service. Every ask has a timeout; a service that does not answer, or
+answers ``.error``, becomes a GraphQL error at that field while the rest resolves.
+"""
+from collections import Counter
+
+from aiodataloader import DataLoader
+from graphql import GraphQLError
+
+from nautilus_core.actions import ERROR, crud_action, status_of
+from nautilus_core.bus import AskTimeout
+from nautilus_core.types import json_value
+
+__all__ = ["QueryContext", "read_query", "page"]
+
+_ARGUMENT_TYPES = {"pk": "ID", "pk_in": "[ID]", "first": "Int", "last": "Int", "offset": "Int", "order_by": "[String]"}
+
+
+def read_query(summary, filters, fields=None):
+    """``query Read($…) { all_models(…) { pk <fields> } }`` with the filters as variables."""
+    types = {f["name"]: f["type"] for f in summary["fields"]}
+
+    def argument_type(name):
+        if name in _ARGUMENT_TYPES:
+            return _ARGUMENT_TYPES[name]
+        if name.endswith("_in") and name[:-3] in types:
+            return f"[{types[name[:-3]]}]"
+        return types[name]
+
+    definitions = ", ".join(f"${name}: {argument_type(name)}" for name in filters)
+    arguments = ", ".join(f"{name}: ${name}" for name in filters)
+    selection = " ".join(["pk", *(fields or types)])
+    if not filters:
+        return f"query Read {{ all_models {{ {selection} }} }}"
+    return f"query Read({definitions}) {{ all_models({arguments}) {{ {selection} }} }}"
+
+
+def page(rows, first=None, last=None, offset=None, order_by=None):
+    """The paging filters of a service, applied to one parent's child rows."""
+    def sort_key(name):
+        return lambda row: (row.get(name) is None, row.get(name) if name != "pk" else _pk_order(row["pk"]))
+
+    rows = sorted(rows, key=sort_key("pk"))
+    for entry in reversed(order_by or []):
+        rows.sort(key=sort_key(entry.lstrip("+-")), reverse=entry.startswith("-"))
+    if last is not None:
+        rows = rows[::-1]
+    rows = rows[offset or 0:]
+    limit = first if first is not None else last
+    rows = rows[:limit] if limit is not None else rows
+    return rows[::-1] if last is not None else rows
+
+
+def _pk_order(pk):
+    return (0, int(pk), "") if str(pk).isdigit() else (1, 0, str(pk))
+
+
+class QueryContext:
+    """Per-request state: the snapshot the schema was built from, the loaders, the asks made."""
+
+    def __init__(self, gateway, snapshot, user=None, request=None):
+        self.gateway = gateway
+        self.snapshot = snapshot
+        self.user = user
+        self.request = request
+        self.asks = Counter()
+        self._loaders = {}
+
+    async def ask(self, action_type, payload):
+        """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it."""
+        service = action_type.split(".")[1]
+        self.asks[service] += 1
+        try:
+            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=self.gateway.ask_timeout)
+        except AskTimeout as exc:
+            raise GraphQLError(f"The {service} service did not answer within {exc.timeout:g}s.",
+                               extensions={"code": "service_unavailable", "service": service}) from None
+        if status_of(reply.action_type) == ERROR:
+            raise GraphQLError(reply.payload.get("message", f"{action_type} failed"), extensions={
+                "code": reply.payload.get("code", "error"), "service": service,
+                "details": reply.payload.get("details", {})})
+        return reply.payload
+
+    async def read(self, service, filters, fields=None):
+        """One ask for the rows of ``service`` matching ``filters``."""
+        summary = self.snapshot.service(service)
+        variables = {name: json_value(value) for name, value in filters.items()}
+        result = await self.ask(crud_action("read", service),
+                                {"query": read_query(summary, variables, fields), "variables": variables})
+        if result.get("errors"):
+            raise GraphQLError(result["errors"][0]["message"], extensions={"service": service})
+        return result["data"]["all_models"]
+
+    def rows(self, service, filters):
+        """Loader of ``service`` rows by pk, under non-paging ``filters``."""
+        key = ("rows", service, tuple(sorted((k, repr(v)) for k, v in filters.items())))
+        if key not in self._loaders:
+            async def load(pks):
+                found = {str(row["pk"]): row for row in await self.read(service, {**filters, "pk_in": list(pks)})}
+                return [found.get(pk) for pk in pks]
+
+            self._loaders[key] = DataLoader(load)
+        return self._loaders[key]
+
+    def linked_ids(self, link):
+        """Loader of the ids a connection links to each source id."""
+        key = ("link", link)
+        if key not in self._loaders:
+            async def load(source_ids):
+                rows = await self.read(link.connection, {f"{link.source_column}_in": list(source_ids)},
+                                       fields=[link.source_column, link.target_column])
+                linked = {source_id: [] for source_id in source_ids}
+                for row in rows:
+                    linked.setdefault(str(row[link.source_column]), []).append(str(row[link.target_column]))
+                return [linked[source_id] for source_id in source_ids]
+
+            self._loaders[key] = DataLoader(load)
+        return self._loaders[key]

@@ -1,0 +1,100 @@
+"""The cloud as the gateway knows it, from the services' announcements.
+
+The gateway's worker records each announcement in the database; every gateway process
+(HTTP or worker) reads the registry from there, at most once per ``REGISTRY_REFRESH``
+seconds, so a re-announced service shows up in the schema without a restart.
+"""
+import threading
+import time
+from dataclasses import dataclass, field
+
+from nautilus_core.actions import MalformedAction
+from nautilus_core.types import SCALARS
+
+__all__ = ["Registry", "Snapshot", "validate_summary", "registry"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The summaries known at one moment: model services, connections, and every mutation."""
+
+    models: dict = field(default_factory=dict)
+    connections: dict = field(default_factory=dict)
+
+    @property
+    def key(self):
+        """Changes whenever any summary does: the schema is rebuilt on a new key."""
+        return tuple(sorted((name, s.get("version", "")) for name, s in {**self.models, **self.connections}.items()))
+
+    @property
+    def mutations(self):
+        found = {}
+        for summary in [*self.models.values(), *self.connections.values()]:
+            for mutation in summary.get("mutations", ()):
+                found.setdefault(mutation["name"], mutation)
+        return found
+
+    def service(self, name):
+        return self.models.get(name) or self.connections.get(name)
+
+
+def validate_summary(summary):
+    """Refuse an announcement the gateway could not build a schema from, with the reason."""
+    def fail(reason):
+        raise MalformedAction(f"announcement refused: {reason}", summary)
+
+    if not isinstance(summary.get("name"), str) or not summary["name"].isidentifier():
+        fail("the summary needs a name that is an identifier")
+    for item in summary.get("fields", []):
+        if not isinstance(item, dict) or not str(item.get("name", "")).isidentifier() or item.get("type") not in SCALARS:
+            fail(f"bad field {item!r} (types: {', '.join(SCALARS)})")
+    for mutation in summary.get("mutations", []):
+        if not isinstance(mutation, dict) or not str(mutation.get("name", "")).isidentifier() \
+                or not isinstance(mutation.get("event"), str):
+            fail(f"bad mutation {mutation!r}")
+    connection = summary.get("connection")
+    if connection is not None and not all(
+            isinstance(connection.get(end), dict) and isinstance(connection[end].get("service"), str)
+            for end in ("from", "to")):
+        fail("a connection names a service at each end: {'from': {'service': …}, 'to': {'service': …}}")
+
+
+class Registry:
+    def __init__(self, refresh=1.0):
+        self.refresh = refresh
+        self._lock = threading.Lock()
+        self._snapshot, self._read_at = None, 0.0
+
+    def record(self, summary):
+        """Keep the newest summary of a service; a service without fields (a gateway) is not a model."""
+        from .models import ServiceSummary
+
+        validate_summary(summary)
+        if "fields" not in summary:
+            return
+        ServiceSummary.objects.update_or_create(
+            name=summary["name"], defaults={"summary": summary, "version": summary.get("version", "")})
+        self.invalidate()
+
+    def invalidate(self):
+        with self._lock:
+            self._read_at = 0.0
+
+    def snapshot(self):
+        """The registry as of at most ``refresh`` seconds ago (a database read when older)."""
+        with self._lock:
+            if self._snapshot is None or time.monotonic() - self._read_at > self.refresh:
+                self._snapshot, self._read_at = self._read(), time.monotonic()
+            return self._snapshot
+
+    @staticmethod
+    def _read():
+        from .models import ServiceSummary
+
+        models, connections = {}, {}
+        for row in ServiceSummary.objects.all():
+            (connections if row.summary.get("connection") else models)[row.name] = row.summary
+        return Snapshot(models=models, connections=connections)
+
+
+registry = Registry()
