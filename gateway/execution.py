@@ -62,13 +62,18 @@ def _pk_order(pk):
 class QueryContext:
     """Per-request state: the snapshot the schema was built from, the loaders, the asks made."""
 
-    def __init__(self, gateway, snapshot, user=None, request=None):
+    def __init__(self, gateway, snapshot, user=None, request=None, obey_auth=True):
         self.gateway = gateway
         self.snapshot = snapshot
-        self.user = user
+        self.user = user  # the session token's claims, or None
         self.request = request
+        self.obey_auth = obey_auth
         self.asks = Counter()
         self._loaders = {}
+
+    @property
+    def user_id(self):
+        return str(self.user["user_id"]) if self.user and self.user.get("user_id") is not None else None
 
     async def ask(self, action_type, payload):
         """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it."""

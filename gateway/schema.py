@@ -4,7 +4,8 @@
 - on each model type, one list field per connection, in both directions: forward under
   the connection's name (``recipe { ingredients }``), reverse under the plural of the
   connection's ``from`` column (``ingredient { recipes }``, ``user { followers }``);
-- one mutation per announced mutation (``createRecipe(name: …) { recipe { id } }``).
+- one mutation per announced mutation (``createRecipe(name: …) { recipe { id } }``), and
+  the user mutations (``registerUser``, ``loginUser``…, see ``users``).
 
 Every resolver asks services over the bus through the request's QueryContext, which
 batches rows by service and level (see ``execution``).
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 
 import graphene
 
-from nautilus_core.actions import name_of
+from nautilus_core.actions import crud_action, name_of
 from nautilus_core.types import wire_scalar
+
+from .users import user_mutations
 
 __all__ = ["Link", "links_of", "build_schema", "PAGING"]
 
@@ -75,7 +78,7 @@ def _type_name(service):
     return service[:1].upper() + service[1:]
 
 
-def build_schema(snapshot):
+def build_schema(snapshot, gateway):
     """A graphene Schema for the services in ``snapshot`` (auto_camelcase off: names as announced)."""
     types = {}
     links = links_of(snapshot)
@@ -95,7 +98,10 @@ def build_schema(snapshot):
         query_fields[name] = graphene.Field(graphene.List(types[name]), args=filter_arguments(summary),
                                             resolver=_read(name))
     query = type("Query", (graphene.ObjectType,), query_fields)
-    mutation_fields = {name: _mutation_field(mutation, types) for name, mutation in snapshot.mutations.items()}
+    hidden = {crud_action("create", gateway.user_service)}  # registerUser replaces it: a user needs a password
+    mutation_fields = {name: _mutation_field(mutation, types) for name, mutation in snapshot.mutations.items()
+                       if mutation["event"] not in hidden}
+    mutation_fields.update(user_mutations(snapshot, types, gateway))
     mutation = type("Mutation", (graphene.ObjectType,), mutation_fields) if mutation_fields else None
     return graphene.Schema(query=query, mutation=mutation, auto_camelcase=False)
 

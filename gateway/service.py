@@ -2,32 +2,60 @@
 
 It has no domain data. It learns the cloud from ``init.service.pending`` announcements
 (and a ``roll_call`` when it starts), builds a schema from them, resolves queries by
-asking services over the bus, and forwards mutations as actions::
+asking services over the bus, forwards mutations as actions, and handles users::
 
     class RecipeBookAPI(nautilus.APIGateway):
-        pass
-"""
-from asgiref.sync import async_to_sync, sync_to_async
+        public_mutations = {"createIngredient"}      # every other mutation needs a session token
+        owners = {"recipe": "owner"}                 # a recipe is changed only by its owner
 
-from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL
+        @nautilus.auth_criteria("user")
+        def only_themselves(self, model, user_id):  # which user rows a user may read
+            return model["pk"] == user_id
+"""
+import inspect
+import logging
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.contrib.auth.hashers import make_password
+
+from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.service import ActionError, Service, on_action
 from nautilus_core.types import json_value
 
+from .auth import AuthError, Throttle, criteria_of, issue_tokens, read_session, revoke_session, rotate_tokens
 from .execution import QueryContext, page
 from .registry import registry
 from .schema import PAGING, build_schema
 from .views import graphql
+from .index import index
 
 __all__ = ["APIGateway"]
+
+logger = logging.getLogger(__name__)
 
 
 class APIGateway(Service):
     name = "api"
+    #: the service whose rows are the cloud's users (the original hard-coded "user")
+    user_service = "user"
+    #: the user field that identifies a user at login
+    login_field = "email"
+    #: mutations anyone may call without a session token (the user mutations always are)
+    public_mutations = frozenset()
+    #: ``{service: field}``: rows of that service are created for, and changed only by, the user in ``field``
+    owners = {}
 
     @property
     def ask_timeout(self):
         return nautilus_settings.ASK_TIMEOUT
+
+    @property
+    def auth_criteria(self):
+        """``{service name: method}`` of this gateway's ``@auth_criteria`` methods."""
+        return criteria_of(self)
 
     # -- discovery -------------------------------------------------------------------
 
@@ -47,63 +75,181 @@ class APIGateway(Service):
     def current_schema(self):
         """The schema of the cloud as announced (rebuilt when a summary changes)."""
         snapshot = registry.snapshot()
-        return snapshot, _schema(snapshot)
+        return snapshot, _schema(snapshot, self)
 
     # -- executing queries -----------------------------------------------------------
 
-    async def execute(self, query, variables=None, operation_name=None, user=None, request=None):
+    async def execute(self, query, variables=None, operation_name=None, user=None, request=None, obey_auth=True):
         """Run a GraphQL request against the cloud; returns graphql-core's ExecutionResult."""
         snapshot, schema = await sync_to_async(self.current_schema)()
-        context = QueryContext(self, snapshot, user=user, request=request)
+        context = QueryContext(self, snapshot, user=user, request=request, obey_auth=obey_auth)
         return await schema.execute_async(query, variable_values=variables, operation_name=operation_name,
                                           context_value=context)
 
+    async def session_of(self, authorization):
+        """The session claims of an ``Authorization`` header (None without one); AuthError if it is bad."""
+        return await sync_to_async(read_session)(authorization)
+
     @on_action(QUERY, record=False)
     def answer_query(self, action):
-        """``query.api.pending`` ``{"query", "variables", "operationName"}`` → ``{"data", "errors"}``."""
+        """``query.api.pending`` ``{"query", "variables", "operationName"}`` → ``{"data", "errors"}``.
+
+        The bus is the cloud's inside: these queries are not filtered by auth criteria.
+        """
         query, variables = action.payload.get("query"), action.payload.get("variables") or {}
         if not isinstance(query, str) or not isinstance(variables, dict):
             raise ActionError('A query needs {"query": "<GraphQL>", "variables": {…}}.', "invalid_query")
-        result = async_to_sync(self.execute)(query, variables, action.payload.get("operationName"))
+        result = async_to_sync(self.execute)(query, variables, action.payload.get("operationName"), obey_auth=False)
         return {"data": result.data, "errors": [error.formatted for error in result.errors or ()]}
 
     # -- resolvers (the original's names; override to change how the cloud is asked) --
 
     async def object_resolver(self, context, object_name, filters):
-        """The rows of ``object_name`` matching the query's filters: one ask."""
-        return await context.read(object_name, filters)
+        """The rows of ``object_name`` matching the query's filters (one ask) that the user may read."""
+        return await self.readable(context, object_name, await context.read(object_name, filters))
 
     async def connection_resolver(self, context, link, row, filters):
         """The rows a connection links to ``row``: batched per level with every other row's."""
         ids = await context.linked_ids(link).load(str(row["pk"]))
         paging = {name: filters.pop(name) for name in PAGING if name in filters}
         rows = await context.rows(link.target, filters).load_many(ids)
-        return page([r for r in rows if r is not None], **paging)
+        rows = await self.readable(context, link.target, [r for r in rows if r is not None])
+        return page(rows, **paging)
 
     async def mutation_resolver(self, context, mutation, args):
-        """Forward a mutation as its announced action; return the selected outputs."""
+        """Forward a mutation as its announced action, if the user may; return the selected outputs."""
+        args = await self.authorize(context, mutation, dict(args))
         result = await context.ask(mutation["event"], {name: json_value(value) for name, value in args.items()})
+        service = context.snapshot.service(name_of(mutation["event"])) or {}
         outputs = {}
         for output in mutation.get("outputs", []):
             if isinstance(output["type"], dict):
-                summary = context.snapshot.service(mutation["event"].split(".")[1]) or {}
-                outputs[output["name"]] = {**result, "pk": result.get(summary.get("pk", "id"))}
+                outputs[output["name"]] = {**result, "pk": result.get(service.get("pk", "id"))}
             else:
                 outputs[output["name"]] = result.get(output["name"])
         return outputs
+
+    # -- authorization ---------------------------------------------------------------
+
+    async def readable(self, context, service, rows):
+        """The rows the request's user may read, by the service's ``@auth_criteria`` (if any)."""
+        criteria = self.auth_criteria.get(service)
+        if criteria is None or not context.obey_auth:
+            return rows
+        user_id = context.user_id
+        kept = []
+        for row in rows:
+            verdict = criteria(model=row, user_id=user_id)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if verdict:
+                kept.append(row)
+        return kept
+
+    async def authorize(self, context, mutation, args):
+        """Refuse a mutation without a session (unless public) or on a row of someone else."""
+        if mutation["name"] in self.public_mutations:
+            return args
+        if context.user_id is None:
+            raise AuthError(f"Log in to call {mutation['name']}: send 'Authorization: Bearer <sessionToken>'.",
+                            "unauthenticated")
+        service = name_of(mutation["event"])
+        field = self.owners.get(service)
+        if field is None:
+            return args
+        method = mutation["event"].split(".")[0]
+        if method == "create":
+            if field in args and str(args[field]) != context.user_id:
+                raise AuthError(f"A {service} can only be created for yourself.", "forbidden")
+            return {**args, field: context.user_id}
+        rows = await context.read(service, {"pk": args.get("id")})
+        if rows and str(rows[0].get(field) if field != "pk" else rows[0]["pk"]) != context.user_id:
+            raise AuthError(f"Only its owner may {method} this {service}.", "forbidden")
+        return args
+
+    # -- users (the original's names) --------------------------------------------------
+
+    def user_session(self, user):
+        """What goes into a user's session token besides its id (override to add roles, …)."""
+        return {"id": user["pk"]}
+
+    async def register_user(self, context, password, **fields):
+        """Create the user in the user service, keep the password's hash here, open a session.
+
+        The password never leaves the gateway. If keeping the credential fails, the user
+        just created is deleted again, so a failed registration leaves no orphan.
+        """
+        try:
+            await sync_to_async(validate_password)(password)
+        except ValidationError as exc:
+            raise AuthError(" ".join(exc.messages), "invalid_password") from None
+        user = await context.ask(crud_action("create", self.user_service),
+                                 {name: json_value(value) for name, value in fields.items()})
+        user["pk"] = str(user[context.snapshot.service(self.user_service).get("pk", "id")])
+        try:
+            credential = await sync_to_async(_create_credential)(user["pk"], password)
+        except Exception:
+            logger.exception("could not keep the credential of %s %s; deleting it again", self.user_service, user["pk"])
+            await context.ask(crud_action("delete", self.user_service), {"id": user["pk"]})
+            raise AuthError("The registration failed and nothing was kept; try again.", "registration_failed") \
+                from None
+        return await self._session(credential, user)
+
+    async def login_user(self, context, password, **identity):
+        """Open a session for the user with this login field and password.
+
+        An unknown user and a wrong password get the same answer, in about the same time.
+        """
+        from .models import Credential
+
+        (field, value), = identity.items()
+        address = context.request.META.get("REMOTE_ADDR", "") if context.request else ""
+        throttle = Throttle(str(value), address)
+        await sync_to_async(throttle.check)()
+        rows = await context.read(self.user_service, {field: value})
+        credential = None
+        if len(rows) == 1:
+            credential = await sync_to_async(Credential.objects.filter(user_id=str(rows[0]["pk"]),
+                                                                       is_active=True).first)()
+        if credential is None or not await sync_to_async(credential.check_password)(password):
+            if credential is None:
+                await sync_to_async(make_password)(password)  # as slow as a real check
+            await sync_to_async(throttle.failed)()
+            raise AuthError("Invalid email or password." if field == "email" else "Invalid credentials.",
+                            "invalid_credentials")
+        await sync_to_async(throttle.succeeded)()
+        return await self._session(credential, rows[0])
+
+    async def refresh_session(self, context, refreshToken):  # noqa: N803  (the GraphQL argument)
+        access, refresh = await sync_to_async(rotate_tokens)(refreshToken)
+        return {"sessionToken": access, "refreshToken": refresh}
+
+    async def logout_user(self, context, refreshToken):  # noqa: N803
+        await sync_to_async(revoke_session)(refreshToken)
+        return {"ok": True}
+
+    async def _session(self, credential, user):
+        access, refresh = await sync_to_async(issue_tokens)(credential, self.user_session(user))
+        return {self.user_service: user, "sessionToken": access, "refreshToken": refresh}
+
+
+def _create_credential(user_id, password):
+    from .models import Credential
+
+    return Credential.objects.create_user(user_id, password)
 
 
 _schemas = {}
 
 
-def _schema(snapshot):
+def _schema(snapshot, gateway):
     """The schema for a snapshot, built once per distinct set of summaries."""
     schema = _schemas.get(snapshot.key)
     if schema is None:
         _schemas.clear()  # only the newest cloud is asked for
-        schema = _schemas[snapshot.key] = build_schema(snapshot)
+        schema = _schemas[snapshot.key] = build_schema(snapshot, gateway)
     return schema
 
 
-
 APIGateway.route("/graphql")(graphql)
+APIGateway.route("/")(index)  # the cloud's services, with links (gateway/index.py)

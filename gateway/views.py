@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django_graphiql_static.views import GraphiQLOfflineView
-from graphql import OperationType, get_operation_ast, parse
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from graphql.error import GraphQLSyntaxError
 
 from nautilus_core.service import get_service
@@ -80,7 +80,12 @@ async def graphql(request):
     if request.method == "GET" and _is_mutation(query, operation_name):
         return JsonResponse({"errors": [{"message": "Mutations must be sent with POST."}]}, status=405,
                             headers={"Allow": "POST"})
-    result = await get_service().execute(query, variables, operation_name, request=request)
+    gateway = get_service()
+    try:
+        user = await gateway.session_of(request.headers.get("Authorization"))
+    except GraphQLError as exc:  # a bad, expired or revoked token: say so, run nothing
+        return JsonResponse({"data": None, "errors": [exc.formatted]})
+    result = await gateway.execute(query, variables, operation_name, user=user, request=request)
     body = {"data": result.data}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]

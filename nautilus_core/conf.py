@@ -23,6 +23,10 @@ DEFAULTS = {
     "DEAD_LETTER_QUEUE": "nautilus.dead",
     # Seconds an ask waits for its reply before it fails with a clear error.
     "ASK_TIMEOUT": 5.0,
+    # Gateway logins: failures per account and attempts per client address, per window (seconds).
+    "LOGIN_FAILURES_PER_ACCOUNT": 5,
+    "LOGIN_ATTEMPTS_PER_ADDRESS": 30,
+    "LOGIN_THROTTLE_WINDOW": 300.0,
     # The service name put in the envelope's "sender" by processes that run no service.
     "SENDER": "cli",
 }

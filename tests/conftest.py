@@ -20,6 +20,7 @@ RECIPES = "examples.recipe_book.recipes.settings"
 INGREDIENTS = "examples.recipe_book.ingredients.settings"
 CONNECTION = "examples.recipe_book.ingredients_connection.settings"
 GATEWAY = "examples.recipe_book.gateway.settings"
+USERS = "examples.recipe_book.users.settings"
 
 
 @pytest.fixture(scope="session")
@@ -129,16 +130,19 @@ def graphql(url, query, variables=None, operation_name=None, headers=None, metho
 
 
 @pytest.fixture(scope="module")
-def recipe_book(cloud):
+def recipe_book(cloud, request):
     """The example cloud: recipe, ingredient and ingredients workers, then the gateway (runservice).
 
-    The gateway's asks time out after 2 s here, so a stopped service is reported quickly.
+    The gateway's asks time out after 2 s here, so a stopped service is reported quickly, and
+    its session tokens live 3 s, so their expiry can be seen.
     """
     import time
 
     services = {name: cloud.start(settings) for name, settings in
-                (("recipe", RECIPES), ("ingredient", INGREDIENTS), ("ingredients", CONNECTION))}
-    gateway = cloud.start(GATEWAY, http=True, env={**cloud.env(GATEWAY), "NAUTILUS_ASK_TIMEOUT": "2"})
+                (("recipe", RECIPES), ("ingredient", INGREDIENTS), ("ingredients", CONNECTION), ("user", USERS))}
+    settings = getattr(request.module, "GATEWAY_SETTINGS", GATEWAY)  # a test module may bring its own gateway
+    gateway = cloud.start(settings, http=True, env={**cloud.env(settings), "NAUTILUS_ASK_TIMEOUT": "2",
+                                                    "NAUTILUS_ACCESS_TOKEN_LIFETIME": "3"})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the roll call's answers are recorded
         status, body = graphql(gateway.url, "{ _services }")
@@ -148,3 +152,20 @@ def recipe_book(cloud):
     else:
         pytest.fail(f"the gateway did not learn the cloud: {body}")
     return {"url": gateway.url, "gateway": gateway, **services}
+
+
+REGISTER = """
+mutation Register($email: String!, $password: String!) {
+  registerUser(email: $email, password: $password) { user { id email } sessionToken refreshToken }
+}"""
+
+
+def register(url, email, password="correct horse battery"):
+    """Register a user through the gateway; return its ``{"user", "sessionToken", "refreshToken"}``."""
+    status, body = graphql(url, REGISTER, {"email": email, "password": password})
+    assert status == 200 and "errors" not in body, body
+    return body["data"]["registerUser"]
+
+
+def bearer(session):
+    return {"Authorization": f"Bearer {session['sessionToken']}"}

@@ -8,7 +8,7 @@ import pytest
 
 from nautilus_core.actions import ANNOUNCE, QUERY
 
-from .conftest import graphql
+from .conftest import bearer, graphql, register
 
 CREATE_RECIPE = """
 mutation Create($name: String!, $servings: Int) {
@@ -22,35 +22,55 @@ mutation($recipe: String!, $ingredient: String!) {
 NESTED = "query Nested($name: String) { recipe(name: $name) { name ingredients { name } } }"
 
 
-def ok(url, query, variables=None, operation_name=None):
-    status, body = graphql(url, query, variables, operation_name)
+def ok(url, query, variables=None, operation_name=None, headers=None):
+    status, body = graphql(url, query, variables, operation_name, headers=headers)
     assert status == 200 and "errors" not in body, body
     return body["data"]
 
 
+REFRESH = "mutation($t: String!) { refreshSession(refreshToken: $t) { sessionToken refreshToken } }"
+
+
 @pytest.fixture(scope="module")
-def kitchen(recipe_book, bus):
+def cook(recipe_book):
+    """The Authorization header of a registered user, refreshed before its 3 s token expires."""
+    session = register(recipe_book["url"], "cook@example.com")
+    issued = [time.monotonic()]
+
+    def header():
+        if time.monotonic() - issued[0] > 1.5:
+            session.update(ok(recipe_book["url"], REFRESH, {"t": session["refreshToken"]})["refreshSession"])
+            issued[0] = time.monotonic()
+        return bearer(session)
+
+    return header
+
+
+@pytest.fixture(scope="module")
+def kitchen(recipe_book, cook):
     """Pancakes (flour, milk, eggs) and Omelette (eggs, salt), made through gateway mutations."""
     url = recipe_book["url"]
     ids = {}
     for name in ("flour", "milk", "eggs", "salt"):
         ids[name] = ok(url, CREATE_INGREDIENT, {"name": name})["createIngredient"]["ingredient"]["id"]
     for recipe, servings, ingredients in (("Pancakes", 4, ["flour", "milk", "eggs"]), ("Omelette", 1, ["eggs", "salt"])):
-        ids[recipe] = ok(url, CREATE_RECIPE, {"name": recipe, "servings": servings})["createRecipe"]["recipe"]["id"]
+        ids[recipe] = ok(url, CREATE_RECIPE, {"name": recipe, "servings": servings},
+                         headers=cook())["createRecipe"]["recipe"]["id"]
         for ingredient in ingredients:
-            ok(url, CONNECT, {"recipe": ids[recipe], "ingredient": ids[ingredient]})
+            ok(url, CONNECT, {"recipe": ids[recipe], "ingredient": ids[ingredient]}, headers=cook())
     return ids
 
 
-def test_mutations_return_only_the_selected_fields(recipe_book):
-    data = ok(recipe_book["url"], CREATE_RECIPE, {"name": "Toast", "servings": 1})
+def test_mutations_return_only_the_selected_fields(recipe_book, cook):
+    data = ok(recipe_book["url"], CREATE_RECIPE, {"name": "Toast", "servings": 1}, headers=cook())
     assert data == {"createRecipe": {"recipe": {"id": data["createRecipe"]["recipe"]["id"], "name": "Toast",
                                                 "servings": 1}}}
     recipe_id = data["createRecipe"]["recipe"]["id"]
     updated = ok(recipe_book["url"], 'mutation($id: ID!) { updateRecipe(id: $id, servings: 3) { recipe { servings } } }',
-                 {"id": recipe_id})
+                 {"id": recipe_id}, headers=cook())
     assert updated == {"updateRecipe": {"recipe": {"servings": 3}}}
-    deleted = ok(recipe_book["url"], 'mutation($id: ID!) { deleteRecipe(id: $id) { id } }', {"id": recipe_id})
+    deleted = ok(recipe_book["url"], 'mutation($id: ID!) { deleteRecipe(id: $id) { id } }', {"id": recipe_id},
+                 headers=cook())
     assert deleted == {"deleteRecipe": {"id": recipe_id}}
 
 
@@ -99,7 +119,7 @@ def test_introspection_lists_the_filters_and_mutations(recipe_book):
             "deleteIngredients"} <= mutations
 
 
-def test_errors_are_graphql_errors_not_500s(recipe_book, kitchen):
+def test_errors_are_graphql_errors_not_500s(recipe_book, kitchen, cook):
     url = recipe_book["url"]
     status, body = graphql(url, "{ recipe { name ")
     assert status == 200 and body["errors"][0]["message"].startswith("Syntax Error")
@@ -112,12 +132,12 @@ def test_errors_are_graphql_errors_not_500s(recipe_book, kitchen):
     assert status == 200 and "argument 'name' of type 'String!' is required" in body["errors"][0]["message"]
 
     # the service's own refusal, with its code, at the field's path
-    status, body = graphql(url, 'mutation { createRecipe(name: "x", servings: -2) { recipe { id } } }')
+    status, body = graphql(url, 'mutation { createRecipe(name: "x", servings: -2) { recipe { id } } }', headers=cook())
     assert status == 200 and body["data"] == {"createRecipe": None}
     error = body["errors"][0]
     assert error["path"] == ["createRecipe"] and error["extensions"]["code"] == "invalid"
     assert "servings" in error["extensions"]["details"]["fields"]
-    status, body = graphql(url, 'mutation { deleteRecipe(id: "987654") { id } }')
+    status, body = graphql(url, 'mutation { deleteRecipe(id: "987654") { id } }', headers=cook())
     assert body["errors"][0]["message"] == "There is no recipe with id '987654'."
 
     status, body = graphql(url, '{ recipe(first: 1, last: 1) { name } }')

@@ -1,0 +1,7 @@
+import nautilus
+
+from .models import User
+
+
+class UserService(nautilus.ModelService):
+    model = User
