@@ -133,9 +133,13 @@ def database(name):
     else:
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{VAR_DIR / name}.sqlite3"
-    config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+    config = dj_database_url.parse(url)
     if config["ENGINE"].endswith("sqlite3"):
         config.setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    elif config["ENGINE"].endswith("postgresql"):
+        # Celery's Django fixup closes the connection around every task: with Django's psycopg
+        # pool that returns it to the pool instead of opening a new one per action.
+        config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 4, "timeout": 10}
     return {"default": config}
 
 
