@@ -80,6 +80,13 @@ class Registry:
         with self._lock:
             self._read_at = 0.0
 
+    def fresh(self):
+        """The snapshot if it is recent enough to use without a database read, else None."""
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - self._read_at <= self.refresh:
+            return snapshot
+        return None
+
     def snapshot(self):
         """The registry as of at most ``refresh`` seconds ago (a database read when older)."""
         with self._lock:

@@ -22,6 +22,7 @@ from django.contrib.auth.hashers import make_password
 
 from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
+from nautilus_core.graphql import execute_query_async
 from nautilus_core.service import ActionError, Service, on_action
 from nautilus_core.types import json_value
 
@@ -81,10 +82,9 @@ class APIGateway(Service):
 
     async def execute(self, query, variables=None, operation_name=None, user=None, request=None, obey_auth=True):
         """Run a GraphQL request against the cloud; returns graphql-core's ExecutionResult."""
-        snapshot, schema = await sync_to_async(self.current_schema)()
+        snapshot = registry.fresh() or await sync_to_async(registry.snapshot)()
         context = QueryContext(self, snapshot, user=user, request=request, obey_auth=obey_auth)
-        return await schema.execute_async(query, variable_values=variables, operation_name=operation_name,
-                                          context_value=context)
+        return await execute_query_async(_schema(snapshot, self), query, variables, operation_name, context)
 
     async def session_of(self, authorization):
         """The session claims of an ``Authorization`` header (None without one); AuthError if it is bad."""

@@ -1,15 +1,12 @@
 """A ModelService's own GraphQL schema: ``all_models(<filters>) { <fields> pk }``."""
-import functools
-
 import graphene
-from graphql import ExecutionResult, GraphQLError, execute, parse, validate
 
 from nautilus_core.types import scalar
 
 from .fields import field_value, graphql_type, model_fields
 from .filters import filter_arguments, filter_model
 
-__all__ = ["ROOT_QUERY", "create_model_schema", "model_object_type", "execute_query"]
+__all__ = ["ROOT_QUERY", "create_model_schema", "model_object_type"]
 
 ROOT_QUERY = "all_models"
 
@@ -38,19 +35,3 @@ def create_model_schema(model):
     })
     return graphene.Schema(query=query, auto_camelcase=False)
 
-
-@functools.lru_cache(maxsize=512)
-def _document(schema, query):
-    """Parse and validate a query once: askers (the gateway) repeat a few shapes with new variables."""
-    try:
-        document = parse(query)
-    except GraphQLError as error:
-        return None, [error]
-    return document, validate(schema.graphql_schema, document)
-
-
-def execute_query(schema, query, variables=None):
-    document, errors = _document(schema, query)
-    if errors:
-        return ExecutionResult(data=None, errors=errors)
-    return execute(schema.graphql_schema, document, variable_values=variables)

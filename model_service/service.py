@@ -11,10 +11,11 @@ from django.core import checks
 from django.core.exceptions import ValidationError
 
 from nautilus_core.actions import crud_action
+from nautilus_core.graphql import execute_query
 from nautilus_core.service import ActionError, Service, ServiceMisconfigured, normalize_name, on_action
 
 from .fields import UnsupportedField, field_lookup, graphql_type, model_fields, parse_input, record_of, required_fields
-from .schema import create_model_schema, execute_query
+from .schema import create_model_schema
 
 __all__ = ["ModelService"]
 
