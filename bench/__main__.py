@@ -1,31 +1,46 @@
-"""Benchmarks: nautilus against a bare Celery task measured in the same run, as ratios.
+"""Benchmarks: nautilus against Celery, kombu and its own flat queries, as ratios in one run.
 
-    ./dev test is not needed; run:  .venv/bin/python -m bench [--rounds N]
+    .venv/bin/python -m bench [--rounds 500] [--stream 3000] [--load-seconds 10] [--only roundtrip,stream,gateway,load]
 
-Uses NAUTILUS_BROKER_URL (RabbitMQ) and DATABASE_URL (PostgreSQL) like the tests, in a
-virtual host and databases of its own. Prints figures; asserts nothing.
+Runs on NAUTILUS_BROKER_URL (RabbitMQ) and DATABASE_URL (PostgreSQL), in a virtual host and
+databases of its own, dropped at the end. Every ratio is against a baseline measured in this
+same run. Prints figures; asserts nothing (the goals are in bench/RESULTS.md).
 """
 import argparse
+import http.client
+import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 
-from nautilus_core.testing import PROJECT_DIR, Databases, ServiceProcess, manage, virtual_host
+from nautilus_core.testing import PROJECT_DIR, BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
-RECIPES = "examples.recipe_book.recipes.settings"
+BOOK = "examples.recipe_book"
+SERVICES = {"recipe": f"{BOOK}.recipes.settings", "ingredient": f"{BOOK}.ingredients.settings",
+            "ingredients": f"{BOOK}.ingredients_connection.settings", "user": f"{BOOK}.users.settings"}
+ROWS = []
+
+
+def report(section, label, p50=None, p99=None, rate=None, ratio=None, note=""):
+    ROWS.append((section, label, p50, p99, rate, ratio, note))
+    cells = [f"{p50:8.2f}" if p50 is not None else " " * 8, f"{p99:8.2f}" if p99 is not None else " " * 8,
+             f"{rate:9.0f}" if rate is not None else " " * 9, f"{ratio:7.2f}x" if ratio is not None else " " * 8]
+    print(f"{section:10} {label:58} {' '.join(cells)}  {note}", flush=True)
 
 
 def percentiles(samples):
     samples = sorted(samples)
-    return statistics.median(samples) * 1000, samples[int(len(samples) * 0.99) - 1] * 1000
+    return statistics.median(samples) * 1000, samples[max(0, int(len(samples) * 0.99) - 1)] * 1000
 
 
-def timed(call, rounds, warmup=50):
+def timed(call, rounds, warmup=30):
     for _ in range(warmup):
         call()
     samples = []
@@ -36,54 +51,246 @@ def timed(call, rounds, warmup=50):
     return percentiles(samples)
 
 
-def celery_baseline(broker_url, rounds):
-    env = {**os.environ, "NAUTILUS_BROKER_URL": broker_url}
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.baseline", "worker", "--pool=solo",
-                               "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
-                              cwd=PROJECT_DIR, env=env)
-    try:
-        os.environ["NAUTILUS_BROKER_URL"] = broker_url
+class Bench:
+    def __init__(self, broker_url, databases, log_dir):
+        from nautilus_core.bus import connect
+
+        self.broker_url = broker_url
+        self.databases = databases
+        self.log_dir = log_dir
+        self.processes = []
+        self.bus = connect(broker_url, sender="bench")
+        self.env = {"NAUTILUS_BROKER_URL": broker_url, "NAUTILUS_SECRET_KEY": "bench",
+                    "PYTHONPATH": str(PROJECT_DIR)}
+
+    def start(self, name, settings, workers=1, http=False, database=None):
+        env = {**self.env, "DATABASE_URL": database or self.databases.create(name)}
+        manage(settings, "migrate", "--verbosity=0", env=env)
+        started = [ServiceProcess(settings, env, log_dir=self.log_dir, name=f"bench-{name}",
+                                  http_port=free_port() if http else None).start() for _ in range(workers)]
+        for process in started:
+            process.wait_ready()
+        self.processes.extend(started)
+        return started
+
+    def stop(self, processes):
+        for process in processes:
+            process.stop()
+            self.processes.remove(process)
+
+    def close(self):
+        self.stop(list(self.processes))
+        self.bus.close()
+
+    def baseline_worker(self, pool="solo"):
+        env = {**os.environ, "NAUTILUS_BROKER_URL": self.broker_url}
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.baseline", "worker", f"--pool={pool}",
+                                   "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
+                                  cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         from bench.baseline import noop
 
-        noop.delay().get(timeout=60)  # the worker is up
-        return timed(lambda: noop.delay().get(timeout=10), rounds)
+        noop.delay().get(timeout=60)
+        return worker
+
+
+def stop_process(process):
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# -- 1. round trips ------------------------------------------------------------------------------
+
+def roundtrip(bench, args):
+    from bench.baseline import KombuClient, noop
+
+    worker = bench.baseline_worker()
+    try:
+        celery = timed(lambda: noop.delay().get(timeout=10), args.rounds)
     finally:
-        worker.terminate()
-        worker.wait(20)
+        stop_process(worker)
+    server = subprocess.Popen([sys.executable, "-m", "bench.baseline", "kombu-server", bench.broker_url],
+                              cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+    try:
+        server.stdout.readline()
+        client = KombuClient(bench.broker_url)
+        kombu = timed(client.call, args.rounds)
+        client.close()
+    finally:
+        stop_process(server)
+    report("roundtrip", "bare Celery delay().get(), no-op task, solo", *celery, ratio=1.0)
+    report("roundtrip", "kombu RPC, direct reply-to", *kombu, ratio=kombu[0] / celery[0])
+
+    recipe = bench.start("recipe", SERVICES["recipe"])
+    create = timed(lambda: bench.bus.ask("create.recipe.pending", {"name": "bench"}, timeout=10), args.rounds)
+    read = timed(lambda: bench.bus.ask("read.recipe.pending", {"query": "{ all_models(first: 10) { pk name } }"},
+                                       timeout=10), args.rounds)
+    bench.stop(recipe)
+    report("roundtrip", "nautilus ask create.recipe.pending (ORM write)", *create, ratio=create[0] / celery[0],
+           note="vs bare Celery")
+    report("roundtrip", "nautilus ask read.recipe.pending (first: 10)", *read, ratio=read[0] / celery[0],
+           note="vs bare Celery")
 
 
-def nautilus_asks(broker_url, databases, rounds):
-    from nautilus_core.bus import connect
+# -- 2. sustained streams ------------------------------------------------------------------------
 
-    env = {"NAUTILUS_BROKER_URL": broker_url, "DATABASE_URL": databases.create("recipes"),
-           "NAUTILUS_SECRET_KEY": "bench"}
-    manage(RECIPES, "migrate", "--verbosity=0", env=env)
-    bus = connect(broker_url, sender="bench")
-    with ServiceProcess(RECIPES, env, name="bench-recipe"):
-        create = timed(lambda: bus.ask("create.recipe.pending", {"name": "bench"}, timeout=10), rounds)
-        read = timed(lambda: bus.ask("read.recipe.pending",
-                                     {"query": "{ all_models(first: 10) { pk name } }"}, timeout=10), rounds)
-    bus.close()
-    return create, read
+def stream(bench, args):
+    from bench.baseline import noop
+
+    n = args.stream
+    worker = bench.baseline_worker()
+    try:
+        start = time.perf_counter()
+        for _ in range(n - 1):
+            noop.apply_async(ignore_result=True)
+        noop.delay().get(timeout=300)  # one queue, one solo worker: in order, so the last is the end
+        celery_rate = n / (time.perf_counter() - start)
+    finally:
+        stop_process(worker)
+    report("stream", f"bare Celery fire-and-forget, {n} no-op tasks, solo", rate=celery_rate, ratio=1.0,
+           note="tasks/s end to end")
+
+    for workers in (1, 2):
+        database = bench.databases.create(f"stream{workers}")
+        processes = bench.start("recipe", SERVICES["recipe"], workers=workers, database=database)
+        start = time.perf_counter()
+        for i in range(n):
+            bench.bus.publish("create.recipe.pending", {"name": f"stream-{i}"})
+        while _count(bench, n) < n:  # the reads queue behind the creates: few polls
+            time.sleep(0.05)
+        rate = n / (time.perf_counter() - start)
+        bench.stop(processes)
+        report("stream", f"nautilus create actions end to end, {workers} worker(s)", rate=rate,
+               ratio=rate / celery_rate, note="actions/s, vs Celery fire-and-forget")
+
+
+def _count(bench, n):
+    reply = bench.bus.ask("read.recipe.pending", {"query": "{ all_models(offset: %d) { pk } }" % (n - 1)}, timeout=30)
+    return n - 1 + len(reply.payload["data"]["all_models"])
+
+
+# -- 3. and 4. the gateway -------------------------------------------------------------------------
+
+def gateway_cloud(bench):
+    for name, settings in SERVICES.items():
+        bench.start(name, settings)
+    gateway, = bench.start("gateway", f"{BOOK}.gateway.settings", http=True)
+    host, port = "127.0.0.1", gateway.http_port
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = _post(http.client.HTTPConnection(host, port), "{ _services }")
+        if set(SERVICES) <= set((body.get("data") or {}).get("_services") or []):
+            break
+        time.sleep(0.2)
+    ingredients = [bench.bus.ask("create.ingredient.pending", {"name": f"i{n}"}, timeout=10).payload["id"]
+                   for n in range(50)]
+    for r in range(100):
+        recipe = bench.bus.ask("create.recipe.pending", {"name": f"r{r}"}, timeout=10).payload["id"]
+        for k in range(5):
+            bench.bus.ask("create.ingredients.pending", {"recipe": recipe, "ingredient": ingredients[(r + 7 * k) % 50]},
+                          timeout=10)
+    return host, port
+
+
+def _post(connection, query):
+    connection.request("POST", "/graphql", json.dumps({"query": query}), {"Content-Type": "application/json"})
+    return json.loads(connection.getresponse().read())
+
+
+FLAT = "{ recipe(first: 100) { name servings } }"
+NESTED = "{ recipe(first: 100) { name servings ingredients { name } } }"
+
+
+def gateway(bench, args, host, port):
+    connection = http.client.HTTPConnection(host, port)
+    results = {}
+    for label, query in (("flat: 100 recipes", FLAT), ("nested: 100 recipes x 5 ingredients", NESTED)):
+        body = _post(connection, query)
+        assert "errors" not in body, body
+        reads = BusRecorder(bench.broker_url, ["read.*.pending"])
+        _post(connection, query)
+        reads.drain(0.5)
+        asks = Counter(e["action_type"].split(".")[1] for e in reads.envelopes if e["sender"] == "api")
+        reads.close()
+        results[label] = timed(lambda: _post(connection, query), args.rounds // 2, warmup=10)
+        results[label + " asks"] = asks
+    flat = results["flat: 100 recipes"]
+    for label in ("flat: 100 recipes", "nested: 100 recipes x 5 ingredients"):
+        asks = results[label + " asks"]
+        report("gateway", f"{label} ({sum(asks.values())} asks: {dict(asks)})", *results[label],
+               ratio=results[label][0] / flat[0], note="vs flat")
+
+
+def load(bench, args, host, port, clients=50):
+    query = "{ recipe(first: 10) { name } }"
+    latencies, errors, stop = [], Counter(), time.monotonic() + args.load_seconds
+    lock = threading.Lock()
+
+    def client():
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        mine = []
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            try:
+                body = _post(connection, query)
+                if "errors" in body:
+                    errors["graphql"] += 1
+            except Exception as exc:  # counted, and the client reconnects
+                errors[type(exc).__name__] += 1
+                connection = http.client.HTTPConnection(host, port, timeout=30)
+            mine.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    p50, p99 = percentiles(latencies)
+    report("load", f"gateway, {clients} concurrent clients, {args.load_seconds:g}s, first: 10", p50, p99,
+           rate=len(latencies) / elapsed, note=f"queries/s; errors: {sum(errors.values())} {dict(errors) or ''}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1000)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--stream", type=int, default=3000)
+    parser.add_argument("--load-seconds", type=float, default=10)
+    parser.add_argument("--only", default="roundtrip,stream,gateway,load")
+    args = parser.parse_args()
+    sections = set(args.only.split(","))
     run = uuid.uuid4().hex[:8]
     databases = Databases(DATABASE_URL, prefix=f"nautilus_bench_{run}")
+    log_dir = f"/tmp/nautilus-bench-{run}"
+    os.makedirs(log_dir, exist_ok=True)
+    print(f"{'section':10} {'figure':58} {'p50 ms':>8} {'p99 ms':>8} {'rate/s':>9} {'ratio':>8}")
     try:
         with virtual_host(BROKER_URL, f"nautilus-bench-{run}") as broker_url:
-            baseline = celery_baseline(broker_url, rounds)
-            create, read = nautilus_asks(broker_url, databases, rounds)
+            os.environ["NAUTILUS_BROKER_URL"] = broker_url  # for the baseline Celery app
+            from bench.baseline import app
+
+            app.conf.broker_url = broker_url
+            bench = Bench(broker_url, databases, log_dir)
+            try:
+                if "roundtrip" in sections:
+                    roundtrip(bench, args)
+                if "stream" in sections:
+                    stream(bench, args)
+                if sections & {"gateway", "load"}:
+                    host, port = gateway_cloud(bench)
+                    if "gateway" in sections:
+                        gateway(bench, args, host, port)
+                    if "load" in sections:
+                        load(bench, args, host, port)
+            finally:
+                bench.close()
     finally:
         databases.drop_all()
-    print(f"{'round trip (' + str(rounds) + ' each)':44} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
-    for label, (p50, p99) in [("bare Celery delay().get(), no-op, solo", baseline),
-                              ("nautilus ask create.recipe.pending (ORM write)", create),
-                              ("nautilus ask read.recipe.pending (first: 10)", read)]:
-        print(f"{label:44} {p50:8.2f} {p99:8.2f} {p50 / baseline[0]:9.2f}x")
 
 
 if __name__ == "__main__":
