@@ -112,6 +112,8 @@ CELERY_BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     embedded_transport_options(VAR_DIR) if CELERY_BROKER_URL.startswith("filesystem://") else {}
 )
+# kombu's filesystem transport, with its races between processes fixed (see nautilus_core/embedded.py)
+CELERY_BROKER_TRANSPORT = "nautilus_core.embedded:Transport" if CELERY_BROKER_URL.startswith("filesystem://") else None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]  # JSON only on the nautilus bus
 CELERY_TASK_ACKS_LATE = True  # ack after the handler committed

@@ -1,0 +1,152 @@
+"""``manage.py cloud up [PATH]`` runs a whole cloud; ``manage.py cloud status [PATH]`` says how it is.
+
+See ``nautilus_core.cloud`` for what a cloud folder is and how its services are started.
+"""
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.core.management.color import supports_color
+
+from nautilus_core.cloud import PROJECT_DIR, Cloud, CloudError, create_databases, discover, get_json
+from nautilus_core.supervisor import LogPrinter
+
+DEFAULT_CLOUD = "examples/recipe_book"
+
+
+def _without_password(url):
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
+
+
+def _var_dir():
+    return Path(getattr(settings, "VAR_DIR", PROJECT_DIR / "var"))
+
+
+class Command(BaseCommand):
+    help = "Run every service of a cloud folder as child processes (up), or list what its gateway knows (status)."
+    requires_system_checks = []  # this process runs no service
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["up", "status"])
+        parser.add_argument("path", nargs="?", default=DEFAULT_CLOUD,
+                            help=f"the cloud folder (default {DEFAULT_CLOUD})")
+        parser.add_argument("--port", type=int, default=8000,
+                            help="the gateway's port; the other services take the next ones (0: any free ports)")
+        parser.add_argument("--timeout", type=float, default=120, help="seconds each service has to become healthy")
+        parser.add_argument("--gateway", help="status: the gateway's URL (default: the running cloud's)")
+
+    def say(self, text):
+        self.printer.line(f"{self.style.MIGRATE_HEADING('cloud:')} {text}")
+
+    def handle(self, action, path, port, timeout, gateway, **options):
+        colour = options["force_color"] or (not options["no_color"] and supports_color())
+        self.printer = LogPrinter(lambda text: (self.stdout.write(text), self.stdout.flush()), colour=colour)
+        path = path if Path(path).is_absolute() or Path(path).exists() else str(PROJECT_DIR / path)
+        if action == "status":
+            return self.status(path, port, gateway)
+        try:
+            root, specs = discover(path, port)
+        except (CloudError, ImportError) as exc:
+            raise CommandError(str(exc)) from None
+        self.up(root, specs, timeout)
+
+    # -- up ------------------------------------------------------------------------------
+
+    def up(self, root, specs, timeout):
+        env = {}
+        if not os.environ.get("NAUTILUS_SECRET_KEY"):
+            env["NAUTILUS_DEMO"] = "1"
+            self.say("no NAUTILUS_SECRET_KEY: running as the demo (NAUTILUS_DEMO=1, an insecure key)")
+        broker, database = os.environ.get("NAUTILUS_BROKER_URL"), os.environ.get("DATABASE_URL")
+        broker = _without_password(broker) if broker else f"embedded, under {_var_dir() / 'bus'}"
+        database = _without_password(database) if database else f"SQLite files under {_var_dir()}"
+        self.say(f"bus {broker}; databases {database}")
+        (_var_dir() / "static").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT: whitenoise warns without it
+        cloud = Cloud(specs, root, printer=self.printer, say=self.say, env=env, var_dir=_var_dir(), timeout=timeout)
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops the cloud like Ctrl-C
+        try:
+            create_databases(specs, self.say)
+            cloud.migrate()
+            cloud.start([spec for spec in specs if not spec.gateway])
+            if cloud.gateway:
+                cloud.start([cloud.gateway])
+                if not cloud.wait_for_roll_call():
+                    self.say("the gateway does not know every service yet (see the logs above)")
+            cloud.write_state()
+            self.announce(cloud)
+            cloud.watch()
+        except KeyboardInterrupt:
+            self.say("stopping…")
+        except CloudError as exc:
+            self.say(self.style.ERROR(str(exc)))
+            raise CommandError("the cloud stopped") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            cloud.stop()
+            self.say(f"stopped {len(cloud.children)} services")
+
+    def announce(self, cloud):
+        gateway = cloud.gateway
+        if gateway:
+            self.say(self.style.SUCCESS(f"up. GraphQL (GraphiQL in a browser): {gateway.url}/graphql"))
+            self.say(f"the cloud's services, with links: {gateway.url}/")
+        for spec in cloud.specs:
+            self.say(f"{spec.package:<24} {spec.url}/graphql   admin {spec.url}/admin/")
+        self.say("Ctrl-C stops the cloud")
+
+    # -- status --------------------------------------------------------------------------
+
+    def status(self, path, port, gateway):
+        if gateway is None:
+            state = _var_dir() / "cloud.json"
+            if state.exists():
+                import json
+
+                gateway = json.loads(state.read_text())["gateway"]
+            else:
+                _, specs = discover(path, port)
+                gateway = next((s.url for s in specs if s.gateway), None)
+        if not gateway:
+            raise CommandError("no gateway: pass --gateway URL")
+        index = get_json(f"{gateway.rstrip('/')}/?format=json", timeout=5)
+        if index is None:
+            raise CommandError(f"the gateway does not answer at {gateway}")
+        services = index["services"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(_answers, services))
+        self.stdout.write(f"gateway {gateway}/graphql knows {len(services)} services")
+        self.stdout.write(f"{'service':<20} {'version':<13} {'answers':<8} url")
+        for service, answer in zip(services, answers):
+            self.stdout.write(f"{service['name']:<20} {service['version']:<13} {answer:<8} {service.get('url') or '-'}")
+        if "no" in answers:
+            raise CommandError("some services do not answer")
+
+
+def _answers(service):
+    """``yes`` when the service's /health answers (without a URL: a read ask over the bus) within 2 s."""
+    if service.get("url"):
+        return "yes" if get_json(f"{service['url']}/health") is not None else "no"
+    from nautilus_core.actions import SUCCESS, crud_action
+    from nautilus_core.bus import AskTimeout
+
+    from ._bus import cli_bus
+
+    bus = cli_bus()
+    try:
+        reply = bus.ask(crud_action("read", service["name"]), {"query": "{ all_models(first: 0) { pk } }"}, timeout=2)
+        return "yes" if reply.action_type == crud_action("read", service["name"], SUCCESS) else "no"
+    except AskTimeout:
+        return "no"
+    finally:
+        bus.close()
