@@ -21,7 +21,6 @@ removed and ``delete.<connection>.success`` with ``{"id": row id}`` is published
 import dataclasses
 
 from django.apps import apps
-from django.db import transaction
 from django.db.models import Q
 from django.utils.module_loading import import_string
 
@@ -101,12 +100,9 @@ class ConnectionService(ModelService):
         rows = self.model._default_manager
         removed = list(rows.select_for_update().filter(match).order_by("pk").values_list("pk", flat=True))
         rows.filter(pk__in=removed).delete()
-        # .success actions get no answer from the base class: tell the cloud once the delete is committed
-        transaction.on_commit(lambda: self._publish_removed(removed))
-
-    def _publish_removed(self, removed):
+        # through the outbox: committed with the delete, published after it, never lost in between
         for pk in removed:
-            self.bus.publish(crud_action("delete", self.name, SUCCESS), {"id": pk})
+            self.emit(crud_action("delete", self.name, SUCCESS), {"id": pk})
 
     def _ids_as_strings(self, action):
         """Accept ids as JSON integers too (as services reply them); the columns keep strings."""

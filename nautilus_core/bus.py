@@ -9,9 +9,15 @@ compete on that queue, so scaling out never applies an action twice.
 An *ask* is a publish that carries a correlation id and a ``reply_to`` queue; the
 handler answers there with the outcome envelope. Each asking process owns one
 private reply queue, consumed by a background thread, so asks from many threads
-(or an asyncio loop) share it.
+(or an asyncio loop) share it. The reply queue outlives a lost connection (it expires
+a minute after its last consumer left), so replies sent while the asker reconnects wait.
+
+A dead letter (``nautilus.dead``) is a JSON record with the reason and what it takes to
+send the message again (``Bus.replay``): the body, the routing key, the queue of the
+service that gave up on it, the reply queue and, for a raw message, its headers.
 """
 import asyncio
+import base64
 import json
 import logging
 import socket
@@ -25,7 +31,7 @@ from kombu import Consumer, Exchange, Queue, binding
 
 from .actions import Action
 
-__all__ = ["TASK_NAME", "Bus", "AskTimeout", "connect", "service_queue", "envelope_of_task_message"]
+__all__ = ["TASK_NAME", "Bus", "AskTimeout", "connect", "service_queue", "direct_queue", "envelope_of_task_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,15 @@ def service_queue(service_name, action_types, exchange_name):
         bindings=[binding(exchange, routing_key=key) for key in sorted(action_types)],
         durable=True,
     )
+
+
+def direct_queue(name):
+    """A queue addressed through the default exchange: a message sent there reaches that queue only.
+
+    Retries and replays go this way, so other services bound to the action type do not get
+    it a second time (the topic exchange would broadcast it again).
+    """
+    return Queue(name, exchange=Exchange(""), routing_key=name, no_declare=True)
 
 
 def envelope_of_task_message(body):
@@ -112,13 +127,25 @@ class Bus:
             )
 
     def dead_letter(self, body, reason, **context):
-        """Keep a message nobody can handle in ``nautilus.dead``, with the reason."""
+        """Keep a message nobody can handle in ``nautilus.dead``, with the reason.
+
+        ``context`` adds fields to the record: ``service``, ``routing_key``, ``queue``,
+        ``reply_to``, ``attempts``, ``kind`` (``"action"``: ``body`` is the task's argument;
+        ``"message"``: ``body`` is the raw message, with ``headers`` and ``content_type``;
+        ``"call"``: ``body`` is ``{"args", "kwargs"}`` of a task call with the wrong arguments).
+        """
+        extra = {}
         if isinstance(body, bytes):
-            body = body.decode("utf-8", errors="replace")
+            try:
+                body = body.decode("utf-8")
+            except UnicodeDecodeError:  # keep the exact bytes for a faithful replay
+                extra["body_base64"] = base64.b64encode(body).decode("ascii")
+                body = body.decode("utf-8", errors="replace")
         record = {
             "reason": reason,
             "body": body,
             "dead_at": datetime.now(timezone.utc).isoformat(),
+            **extra,
             **context,
         }
         logger.warning("dead-lettered a message: %s", reason)
@@ -133,6 +160,36 @@ class Bus:
                 delivery_mode=2,
                 retry=True,
             )
+
+    def replay(self, record, *, broadcast=False):
+        """Send a dead letter again: to the queue of the service that gave up on it, or with
+        ``broadcast`` (or when the record names no queue) on the exchange under its routing key."""
+        body = record.get("body")
+        queue = None if broadcast else record.get("queue")
+        routing_key = record.get("routing_key")
+        if not routing_key and isinstance(body, dict):
+            routing_key = body.get("action_type")
+        if not queue and not routing_key:
+            raise ValueError("the dead letter names neither a queue nor a routing key")
+        where = {"exchange": "", "routing_key": queue} if queue else {"exchange": self.exchange,
+                                                                      "routing_key": routing_key}
+        with self.app.producer_or_acquire() as producer:
+            if record.get("kind", "message" if isinstance(body, str) else "action") == "message":
+                raw = base64.b64decode(record["body_base64"]) if "body_base64" in record else body
+                producer.publish(
+                    raw, **where, headers=record.get("headers") or {}, retry=True, delivery_mode=2,
+                    content_type=record.get("content_type") or "application/json",
+                    content_encoding=record.get("content_encoding") or "utf-8",
+                    reply_to=record.get("reply_to"), correlation_id=record.get("correlation_id"),
+                )
+            else:
+                action_id = body.get("action_id") if isinstance(body, dict) else None
+                call = body if record.get("kind") == "call" else {"args": [body], "kwargs": {}}
+                self.app.send_task(
+                    TASK_NAME, args=call["args"], kwargs=call["kwargs"], task_id=action_id if isinstance(action_id, str) else None,
+                    reply_to=record.get("reply_to"), producer=producer, ignore_result=True,
+                    **({"queue": direct_queue(queue)} if queue else {**where, "declare": [self.exchange]}),
+                )
 
     # -- asking ----------------------------------------------------------------------
 
@@ -205,10 +262,13 @@ class _ReplyListener(threading.Thread):
     def __init__(self, app):
         super().__init__(name="nautilus-replies", daemon=True)
         self.app = app
+        # Not auto-delete: it must outlive a lost connection; the broker drops it a minute after
+        # its last consumer left.
         self.queue = Queue(
-            f"nautilus.reply.{uuid.uuid4().hex}", durable=False, auto_delete=True,
+            f"nautilus.reply.{uuid.uuid4().hex}", durable=False, auto_delete=False,
             queue_arguments={"x-expires": 60_000},
         )
+        self.unexpected = 0  # replies nobody waited for: duplicates after a redelivery, or too late
         self._pending = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -240,10 +300,10 @@ class _ReplyListener(threading.Thread):
             try:
                 with self.app.connection_for_read() as connection:
                     self._consume(connection)
-            except Exception:  # the broker went away: reconnect, keep the same queue name
+            except Exception as exc:  # the broker went away: reconnect, keep the same queue name
                 if self._stopping.is_set():
                     break
-                logger.exception("reply listener lost its connection; reconnecting")
+                logger.warning("reply listener lost its connection (%s); reconnecting", exc)
                 self._stopping.wait(1)
 
     def _consume(self, connection):
@@ -267,5 +327,7 @@ class _ReplyListener(threading.Thread):
             return
         with self._lock:
             future = self._pending.pop(reply.correlation_id, None)
+            if future is None:
+                self.unexpected += 1
         if future is not None and not future.done():
             future.set_result(reply)

@@ -7,28 +7,57 @@ Run a service's worker with its settings::
 Configuration comes from the Django settings (``CELERY_*``, set from the environment by
 ``nautilus_core.settings``). The worker consumes only its service's queue, declared
 from the service's handlers when the worker starts.
+
+An action whose handler fails unexpectedly is retried with Celery's retry machinery,
+``NAUTILUS["MAX_RETRIES"]`` times with an exponential backoff, sent to the service's own
+queue only; then it is dead-lettered. On RabbitMQ the worker publishes with publisher
+confirms: an outbox is marked sent, and a message acknowledged, only once the broker has
+what replaces it.
 """
 
+import logging
+
 from celery import Celery, signals
+from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.consumer import Consumer
 
 __all__ = ["app"]
 
+logger = logging.getLogger(__name__)
 
 app = Celery("nautilus")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
 @app.task(name="nautilus.action", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def handle_action(self, envelope):
-    """Every action reaches its service through this one task."""
-    from .service import get_service
+def handle_action(self, *args, **kwargs):
+    """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
+    from .bus import direct_queue
+    from .conf import nautilus_settings
+    from .service import ActionFailed, get_service
 
-    get_service().receive(
-        envelope,
-        reply_to=self.request.reply_to,
-        routing_key=(self.request.delivery_info or {}).get("routing_key"),
-    )
+    service = get_service()
+    delivery = self.request.delivery_info or {}
+    routing_key = delivery.get("routing_key")
+    if len(args) + len(kwargs) != 1 or (kwargs and "envelope" not in kwargs):
+        # Celery would fail the call and drop the message; on the bus it is kept with the reason
+        service.bus.dead_letter({"args": list(args), "kwargs": kwargs}, "nautilus.action takes one argument, the "
+                                f"envelope; got {len(args)} positional and {sorted(kwargs)}", kind="call",
+                                service=service.name, routing_key=routing_key, queue=service.queue().name)
+        return
+    envelope = args[0] if args else kwargs["envelope"]
+    if delivery.get("redelivered"):  # the broker gave it again: a worker died or lost its connection
+        logger.info("redelivered action %s", self.request.id)
+    if delivery.get("exchange") == "" and isinstance(envelope, dict):  # a retry or a replay: keep the action's key
+        routing_key = envelope.get("action_type") or routing_key
+    max_retries = nautilus_settings.MAX_RETRIES
+    try:
+        service.receive(envelope, reply_to=self.request.reply_to, routing_key=routing_key,
+                        final=self.request.retries >= max_retries, attempt=self.request.retries + 1)
+    except ActionFailed as exc:
+        backoff = get_exponential_backoff_interval(nautilus_settings.RETRY_BACKOFF, self.request.retries, 30)
+        # to this service's queue only: the original exchange and key would broadcast it to every service again
+        raise self.retry(exc=exc, countdown=backoff, max_retries=max_retries, queue=direct_queue(service.queue().name))
 
 
 class ActionConsumer(Consumer):
@@ -41,10 +70,13 @@ class ActionConsumer(Consumer):
     def _dead_letter(self, message, reason):
         from .service import get_service
 
-        get_service().bus.dead_letter(
-            message.body, reason, service=get_service().name,
-            routing_key=message.delivery_info.get("routing_key"),
-            headers={k: str(v) for k, v in (message.headers or {}).items()},
+        service = get_service()
+        service.bus.dead_letter(
+            message.body, reason, service=service.name, kind="message",
+            routing_key=message.delivery_info.get("routing_key"), queue=service.queue().name,
+            headers=dict(message.headers or {}), content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            reply_to=message.properties.get("reply_to"), correlation_id=message.properties.get("correlation_id"),
         )
         message.ack()
 
@@ -72,6 +104,8 @@ def _consume_the_service_queue(conf=None, **kwargs):
     queue = get_service().queue()
     conf.task_queues = [queue]
     conf.task_default_queue = queue.name
+    if conf.broker_url.startswith(("amqp", "pyamqp")):
+        conf.broker_transport_options = {**(conf.broker_transport_options or {}), "confirm_publish": True}
 
 
 @signals.worker_ready.connect(dispatch_uid="nautilus_core.celery.announce")

@@ -29,6 +29,12 @@ DEFAULTS = {
     "LOGIN_THROTTLE_WINDOW": 300.0,
     # The service name put in the envelope's "sender" by processes that run no service.
     "SENDER": "cli",
+    # Where this service's HTTP API answers, announced as "url" (the gateway's index links to it).
+    "PUBLIC_URL": None,
+    # Times an action whose handler fails unexpectedly is tried again before it is dead-lettered.
+    "MAX_RETRIES": 3,
+    # Seconds before the first retry; doubled for each next one (at most 30 s).
+    "RETRY_BACKOFF": 0.2,
 }
 
 

@@ -1,17 +1,34 @@
-"""What a service keeps about the actions it handled, so redelivery has no second effect."""
+"""What a service keeps about the actions it handled: redelivery has no second effect, and nothing is lost.
+
+A ``HandledAction`` row is written in the same transaction as the handler's changes. It
+holds the answer (so a redelivered action gets the same reply) and the *outbox*: every
+envelope to publish on the exchange because of this action (the outcome broadcast and the
+events the handler emitted). They are published after the commit, then ``sent_at`` is set
+(in the service's next transaction, so that marking costs no commit of its own). A row whose
+``sent_at`` is empty was committed but maybe not published, so a redelivery of its action
+publishes the outbox again (same envelopes, same action ids: receivers that
+record what they handled ignore a copy they already applied).
+"""
 from django.db import models
+from django.utils import timezone
 
 from .actions import Action
 
+__all__ = ["HandledAction"]
+
 
 class HandledAction(models.Model):
-    """One action a service applied, with the outcome it answered (recorded in the same transaction)."""
+    """One action a service applied, with its answer and its outbox (recorded in the same transaction)."""
 
     service = models.CharField(max_length=200)
     action_id = models.CharField(max_length=64)
     action_type = models.CharField(max_length=300)
     outcome_type = models.CharField(max_length=300, blank=True)
     outcome_payload = models.JSONField(null=True)
+    # the outcome's own action id, so every re-sent reply is the same envelope
+    outcome_id = models.CharField(max_length=64, blank=True)
+    outbox = models.JSONField(default=list, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
     handled_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -23,22 +40,38 @@ class HandledAction(models.Model):
         return f"{self.service}: {self.action_type} ({self.action_id})"
 
     @classmethod
-    def record(cls, service, action, outcome):
-        cls.objects.create(
+    def record(cls, service, action, outcome, outbox=()):
+        """Record the action, its answer and the envelopes to publish; return the row."""
+        return cls.objects.create(
             service=service,
             action_id=action.action_id,
             action_type=action.action_type,
             outcome_type=outcome.action_type if outcome else "",
             outcome_payload=outcome.payload if outcome else None,
+            outcome_id=outcome.action_id if outcome else "",
+            outbox=[envelope.to_dict() for envelope in outbox],
+            # nothing to publish: nothing can be lost, and no update is needed after the commit
+            sent_at=None if outbox else timezone.now(),
         )
 
     def outcome_for(self, action):
         """The recorded answer, addressed to this delivery of the action."""
         if not self.outcome_type:
             return None
+        same_id = {"action_id": self.outcome_id} if self.outcome_id else {}  # rows recorded before the outbox
         return Action(
             action_type=self.outcome_type,
             payload=self.outcome_payload,
             correlation_id=action.correlation_id,
             sender=self.service,
+            **same_id,
         )
+
+    def unsent(self):
+        """The outbox as Actions, when it may not have been published yet."""
+        return [] if self.sent_at else [Action.from_dict(envelope) for envelope in self.outbox]
+
+    @classmethod
+    def mark_sent(cls, ids):
+        """Record that the outboxes of these rows were published."""
+        cls.objects.filter(pk__in=ids, sent_at__isnull=True).update(sent_at=timezone.now())

@@ -4,11 +4,19 @@ A service handles the actions its methods declare with ``@on_action``, answers e
 ``.pending`` action with a ``.success`` or ``.error`` outcome, announces a summary of
 itself, and serves HTTP routes (``/graphql`` when it has a schema). One instance runs
 per process, named by ``NAUTILUS["SERVICE"]`` in the settings (see ``get_service``).
+
+Delivery (DESIGN.md §4): a recorded handler's changes, its answer and every envelope it
+causes to be published (its outbox: the outcome broadcast and the events it emits) are
+committed together; they are published after the commit and the outbox is marked sent.
+The message is acknowledged only after that, so a worker that dies in between gets the
+action redelivered, which re-sends the reply and whatever was not marked sent.
 """
+import contextvars
 import functools
 import hashlib
 import json
 import logging
+import os
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
@@ -17,9 +25,23 @@ from django.utils.module_loading import import_string
 from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, Action, MalformedAction, error_payload, status_of
 from .conf import nautilus_settings
 
-__all__ = ["Service", "ActionError", "ServiceMisconfigured", "on_action", "get_service"]
+__all__ = ["Service", "ActionError", "ActionFailed", "ServiceMisconfigured", "on_action", "get_service"]
 
 logger = logging.getLogger(__name__)
+
+# The events emitted by the handler running in this context (None outside a handler).
+_emitted = contextvars.ContextVar("nautilus_emitted", default=None)
+
+# Test hook (tests/test_delivery.py): when this names an existing file, the worker removes it
+# and exits right after a commit, before publishing: the crash the outbox must survive.
+TEST_HOOK_EXIT_AFTER_COMMIT = "NAUTILUS_TEST_HOOK_EXIT_AFTER_COMMIT"
+
+
+def _test_hook_exit_after_commit():
+    path = os.environ.get(TEST_HOOK_EXIT_AFTER_COMMIT)
+    if path and os.path.exists(path):
+        os.remove(path)
+        os._exit(70)
 
 
 class ActionError(Exception):
@@ -28,6 +50,10 @@ class ActionError(Exception):
     def __init__(self, message, code="invalid", details=None):
         super().__init__(message)
         self.payload = error_payload(message, code, details)
+
+
+class ActionFailed(Exception):
+    """A handler failed unexpectedly (a bug or an outage): the action may be tried again."""
 
 
 class ServiceMisconfigured(ImproperlyConfigured):
@@ -81,6 +107,7 @@ class Service:
             self.schema = schema
         self.handlers = self.get_handlers()
         self._bus = None
+        self._sent = []  # HandledAction ids whose outbox was published, to mark in the next transaction
 
     # -- declaration -----------------------------------------------------------------
 
@@ -117,6 +144,9 @@ class Service:
         """The summary announced to the cloud (DESIGN.md §3)."""
         summary = {"name": self.name, **extra}
         summary["version"] = hashlib.sha1(json.dumps(summary, sort_keys=True).encode()).hexdigest()[:12]
+        # issue 7: where its HTTP API answers, for the gateway's index (not part of the version)
+        if nautilus_settings.PUBLIC_URL:
+            summary["url"] = nautilus_settings.PUBLIC_URL
         return summary
 
     # -- running ---------------------------------------------------------------------
@@ -147,6 +177,21 @@ class Service:
     def answer_roll_call(self, action):
         self.announce()
 
+    def emit(self, action_type, payload=None):
+        """Publish an event caused by the action being handled; return the Action.
+
+        Inside a recorded handler the event joins the action's outbox: it is committed with
+        the handler's changes, published after the commit, and dropped if the handler fails.
+        Outside a handler it is published at once.
+        """
+        event = Action(action_type=action_type, payload=payload if payload is not None else {}, sender=self.name)
+        emitted = _emitted.get()
+        if emitted is None:
+            self.bus.publish(event)
+        else:
+            emitted.append(event)
+        return event
+
     def init_db(self):
         """Create or update this service's tables (Django migrations)."""
         from django.core.management import call_command
@@ -161,14 +206,28 @@ class Service:
 
     def cleanup(self):
         """Called when the service stops, however it stops."""
+        if self._sent:
+            from .models import HandledAction
+
+            try:
+                HandledAction.mark_sent(self._sent)
+                self._sent = []
+            except Exception:  # the database is gone too: the marks are an optimisation, not a promise
+                logger.warning("could not mark %d outboxes sent", len(self._sent))
         if self._bus is not None:
             self._bus.close()
             self._bus = None
 
     # -- handling actions ------------------------------------------------------------
 
-    def receive(self, raw, *, reply_to=None, routing_key=None):
-        """Handle one envelope from the bus. Never raises: a bad message cannot stop the service."""
+    def receive(self, raw, *, reply_to=None, routing_key=None, final=True, attempt=1):
+        """Handle one envelope from the bus.
+
+        A bad message cannot stop the service: it is dead-lettered with the reason. When a
+        handler fails unexpectedly and this is not the ``final`` attempt, ActionFailed is
+        raised for the caller to try again later; on the final attempt the action is
+        dead-lettered and an asker gets one ``.error`` reply. Never raises when ``final``.
+        """
         try:
             action = Action.from_dict(raw)
             handler = self.handlers.get(action.action_type)
@@ -178,36 +237,59 @@ class Service:
             self._refuse(raw, exc, reply_to, routing_key)
             return
         try:
-            outcome = self.perform(handler, action)
-        except Exception as exc:  # a bug or an outage: keep the message, answer, go on
-            logger.exception("%s failed on %s", self.name, action.action_type)
-            self.bus.dead_letter(raw, f"{type(exc).__name__}: {exc}", service=self.name, routing_key=routing_key)
-            outcome = action.outcome(ERROR, error_payload(
-                f"{self.name} could not handle {action.action_type}; the action was kept for replay",
-                "internal_error"), self.name) if status_of(action.action_type) == PENDING else None
-        if outcome is not None:
-            self.respond(outcome, reply_to, broadcast=handler._nautilus_record)
+            self._deliver(*self._perform(handler, action), reply_to)
+        except MalformedAction as exc:  # the handler found the payload unusable: trying again cannot help
+            self._refuse(raw, exc, reply_to, routing_key)
+        except Exception as exc:  # a bug or an outage
+            if not final:
+                raise ActionFailed(f"{type(exc).__name__}: {exc}") from exc
+            logger.exception("%s failed on %s (attempt %d); dead-lettered", self.name, action.action_type, attempt)
+            self.bus.dead_letter(raw, f"{type(exc).__name__}: {exc}", service=self.name, routing_key=routing_key,
+                                 queue=self.queue().name, reply_to=reply_to, attempts=attempt, kind="action")
+            if status_of(action.action_type) == PENDING:
+                self.respond(action.outcome(ERROR, error_payload(
+                    f"{self.name} could not handle {action.action_type}; the action was kept for replay",
+                    "internal_error"), self.name), reply_to, broadcast=handler._nautilus_record)
 
     def perform(self, handler, action):
-        """Run a handler; return its outcome Action (None when there is nothing to answer)."""
+        """Run a handler; return its outcome Action (None when there is nothing to answer).
+
+        A recorded handler's outbox is committed but not published: ``receive`` publishes it.
+        """
+        return self._perform(handler, action)[0]
+
+    def _perform(self, handler, action):
+        """Run a handler; return ``(outcome, envelopes to publish, HandledAction or None)``."""
         if not handler._nautilus_record:
-            return self._outcome(handler, action)
+            outcome, emitted = self._outcome(handler, action)
+            return outcome, emitted, None
         from .models import HandledAction
 
         try:
             with transaction.atomic():
+                if self._sent:  # marked here, not in a commit of their own: the hot path pays no extra fsync
+                    sent, self._sent = self._sent, []
+                    HandledAction.mark_sent(sent)
                 done = HandledAction.objects.filter(service=self.name, action_id=action.action_id).first()
-                if done is not None:  # redelivered: same answer, no second effect
-                    return done.outcome_for(action)
-                outcome = self._outcome(handler, action)
-                HandledAction.record(self.name, action, outcome)
-                return outcome
+                if done is None:
+                    outcome, emitted = self._outcome(handler, action)
+                    # the outcome is broadcast first, so listeners see a change before its consequences
+                    outbox = [outcome, *emitted] if outcome is not None else emitted
+                    row = HandledAction.record(self.name, action, outcome, outbox)
         except IntegrityError:
             # another replica recorded the same action id concurrently: answer as it did
-            return HandledAction.objects.get(service=self.name, action_id=action.action_id).outcome_for(action)
+            done = HandledAction.objects.get(service=self.name, action_id=action.action_id)
+        if done is not None:  # redelivered: same answer, no second effect; publish what may not have been
+            logger.info("%s already handled %s (%s): answered again", self.name, action.action_type, action.action_id)
+            return done.outcome_for(action), done.unsent(), done
+        _test_hook_exit_after_commit()
+        return outcome, outbox, row
 
     def _outcome(self, handler, action):
+        """Run the handler; return ``(outcome or None, the events it emitted)``."""
         pending = status_of(action.action_type) == PENDING
+        emitted = []
+        token = _emitted.set(emitted)
         try:
             if handler._nautilus_record:
                 with transaction.atomic():  # an error undoes what the handler wrote
@@ -215,10 +297,23 @@ class Service:
             else:
                 payload = handler(action)
         except ActionError as exc:
-            return action.outcome(ERROR, exc.payload, self.name) if pending else None
+            return (action.outcome(ERROR, exc.payload, self.name) if pending else None), []
+        finally:
+            _emitted.reset(token)
         if payload is None or not pending:
-            return None
-        return action.outcome(SUCCESS, payload, self.name)
+            return None, emitted
+        return action.outcome(SUCCESS, payload, self.name), emitted
+
+    def _deliver(self, outcome, outbox, row, reply_to):
+        """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
+        if reply_to and outcome is not None and outcome.correlation_id:
+            self.bus.reply(reply_to, outcome)
+        for envelope in outbox:
+            self.bus.publish(envelope)
+        if row is not None and outbox:
+            # Marked with the next action (or when the service stops). Should the worker die first,
+            # the outbox is only published again if the action is delivered again: same ids, no harm.
+            self._sent.append(row.pk)
 
     def respond(self, outcome, reply_to=None, *, broadcast=True):
         """Send an outcome to the asker and, for changes, to everyone who listens."""
@@ -228,7 +323,8 @@ class Service:
             self.bus.publish(outcome)
 
     def _refuse(self, raw, exc, reply_to, routing_key):
-        self.bus.dead_letter(raw, str(exc), service=self.name, routing_key=routing_key)
+        self.bus.dead_letter(raw, str(exc), service=self.name, routing_key=routing_key, queue=self.queue().name,
+                             reply_to=reply_to, kind="action")
         type_ = exc.action_type or routing_key
         if reply_to and exc.correlation_id and type_ and status_of(type_) == PENDING:
             self.bus.reply(reply_to, Action(
