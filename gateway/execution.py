@@ -10,6 +10,7 @@ from collections import Counter
 
 from aiodataloader import DataLoader
 from graphql import GraphQLError
+from kombu.exceptions import OperationalError
 
 from nautilus_core.actions import ERROR, crud_action, status_of
 from nautilus_core.bus import AskTimeout
@@ -83,6 +84,9 @@ class QueryContext:
             reply = await self.gateway.bus.ask_async(action_type, payload, timeout=self.gateway.ask_timeout)
         except AskTimeout as exc:
             raise GraphQLError(f"The {service} service did not answer within {exc.timeout:g}s.",
+                               extensions={"code": "service_unavailable", "service": service}) from None
+        except (OSError, OperationalError) as exc:  # the broker is away: unavailable, not a crash
+            raise GraphQLError(f"The {service} service is unavailable: the bus cannot be reached ({exc}).",
                                extensions={"code": "service_unavailable", "service": service}) from None
         if status_of(reply.action_type) == ERROR:
             raise GraphQLError(reply.payload.get("message", f"{action_type} failed"), extensions={

@@ -109,6 +109,9 @@ class Bus:
                 reply_to=reply_to,
                 producer=producer,
                 ignore_result=True,
+                # what worker logs show of the call; also spares Celery a saferepr of every payload
+                argsrepr=action.action_type,
+                kwargsrepr="{}",
             )
         return action
 

@@ -10,9 +10,12 @@ import contextlib
 import json
 import os
 import shutil
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +25,8 @@ from kombu import Connection, Consumer, Queue, binding
 
 from .bus import actions_exchange, envelope_of_task_message
 
-__all__ = ["ServiceProcess", "BusRecorder", "manage", "virtual_host", "Databases", "dead_letters", "free_port"]
+__all__ = ["ServiceProcess", "BusRecorder", "BrokerProxy", "manage", "virtual_host", "Databases", "dead_letters",
+           "free_port"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -251,3 +255,72 @@ def dead_letters(broker_url, queue="nautilus.dead"):
             return letters
         finally:
             simple.close()
+
+
+class BrokerProxy:
+    """A TCP proxy on 127.0.0.1 between this test's processes and RabbitMQ, which the test cuts.
+
+    Stopping the machine's RabbitMQ would break other test runs that use it at the same time,
+    so an outage is simulated: ``cut`` closes every connection through the proxy and
+    refuses new ones (as a stopped broker does), ``restore`` accepts them again.
+    """
+
+    def __init__(self, upstream=("127.0.0.1", 5672)):
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets, self.lock, self.open = set(), threading.Lock(), threading.Event()
+        self.open.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, broker_url):
+        return re.sub(r"@[^/]+/", f"@127.0.0.1:{self.port}/", broker_url)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        self.open.clear()
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.sockets.clear()
+
+    def restore(self):
+        self.open.set()
+
+    def close(self):
+        self.cut()
+        self.listener.close()

@@ -6,7 +6,6 @@ report of a failure). Workers are stopped by their PID.
 import json
 import random
 import re
-import socket
 import threading
 import time
 import uuid
@@ -17,7 +16,7 @@ from kombu import Connection, Producer
 
 from nautilus_core.actions import Action
 from nautilus_core.bus import actions_exchange, connect
-from nautilus_core.testing import ServiceProcess, dead_letters
+from nautilus_core.testing import BrokerProxy, ServiceProcess, dead_letters
 
 from .conftest import INGREDIENTS, RECIPES
 
@@ -253,75 +252,6 @@ def test_fuzz_every_service_keeps_answering(cloud, bus, broker_url):
 # -- broker outage ---------------------------------------------------------------------------
 
 
-class Proxy:
-    """A TCP proxy on 127.0.0.1 between this test's processes and RabbitMQ, which the test cuts.
-
-    Stopping the machine's RabbitMQ would break other test runs that use it at the same time,
-    so the outage is simulated here: ``cut`` closes every connection through the proxy and
-    refuses new ones (as a stopped broker does), ``restore`` accepts them again.
-    """
-
-    def __init__(self, upstream=("127.0.0.1", 5672)):
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets, self.lock, self.open = set(), threading.Lock(), threading.Event()
-        self.open.set()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, broker_url):
-        return re.sub(r"@[^/]+/", f"@127.0.0.1:{self.port}/", broker_url)
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets |= {client, server}
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source, sink):
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self):
-        self.open.clear()
-        with self.lock:
-            for s in self.sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.sockets.clear()
-
-    def restore(self):
-        self.open.set()
-
-    def close(self):
-        self.cut()
-        self.listener.close()
-
-
 @pytest.mark.slow
 def test_worker_and_asker_survive_a_broker_outage(cloud, broker_url):
     """The broker goes away (through the proxy) while asks are in flight, and comes back.
@@ -330,7 +260,7 @@ def test_worker_and_asker_survive_a_broker_outage(cloud, broker_url):
     the asker's reply listener reconnect by themselves; an ask during the outage fails fast
     with an error instead of hanging; nothing is applied twice.
     """
-    proxy = Proxy()
+    proxy = BrokerProxy()
     try:
         url = proxy.url(broker_url)
         env = {**cloud.env(RECIPES), "NAUTILUS_BROKER_URL": url}

@@ -8,6 +8,8 @@ import pytest
 
 from nautilus_core.actions import ANNOUNCE, QUERY
 
+from nautilus_core.testing import BrokerProxy
+
 from .conftest import bearer, graphql, register
 
 CREATE_RECIPE = """
@@ -253,6 +255,31 @@ def test_parent_filters_never_leak_into_a_child_query(recipe_book, kitchen, reco
     _, asks, reads = asks_by_service(recorder, NESTED, recipe_book["url"], {"name": "Pancakes"})
     child = [e for e in reads.envelopes if e["action_type"] == "read.ingredient.pending" and e["sender"] == "api"]
     assert len(child) == 1 and set(child[0]["payload"]["variables"]) == {"pk_in"}
+
+
+# -- the broker going away ------------------------------------------------------------------
+
+def test_the_gateway_reports_a_broker_outage_and_recovers(recipe_book, cloud, broker_url, kitchen):
+    """A second gateway replica (same database) reaches RabbitMQ through a proxy that the test cuts."""
+    proxy = BrokerProxy()
+    try:
+        env = {**recipe_book["gateway"].env, "NAUTILUS_BROKER_URL": proxy.url(broker_url), "NAUTILUS_ASK_TIMEOUT": "2"}
+        gateway = cloud.start(recipe_book["gateway"].settings, http=True, env=env)
+        query = '{ recipe(name: "Omelette") { name } }'
+        _eventually(lambda: graphql(gateway.url, query)[1].get("data") == {"recipe": [{"name": "Omelette"}]}, 30)
+
+        proxy.cut()
+        started = time.monotonic()
+        status, body = graphql(gateway.url, query)
+        assert status == 200 and body["data"] == {"recipe": None}
+        assert body["errors"][0]["extensions"]["code"] == "service_unavailable"
+        assert time.monotonic() - started < 15
+
+        proxy.restore()
+        _eventually(lambda: graphql(gateway.url, query)[1].get("data") == {"recipe": [{"name": "Omelette"}]}, 30)
+        gateway.stop()
+    finally:
+        proxy.close()
 
 
 # -- a stopped service (last: it stops the ingredient worker) ---------------------------------
