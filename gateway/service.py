@@ -88,6 +88,8 @@ class APIGateway(Service):
 
     async def session_of(self, authorization):
         """The session claims of an ``Authorization`` header (None without one); AuthError if it is bad."""
+        if not authorization:
+            return None  # anonymous: no database to look at, no thread hop
         return await sync_to_async(read_session)(authorization)
 
     @on_action(QUERY, record=False)

@@ -11,8 +11,8 @@ from the service's handlers when the worker starts.
 An action whose handler fails unexpectedly is retried with Celery's retry machinery,
 ``NAUTILUS["MAX_RETRIES"]`` times with an exponential backoff, sent to the service's own
 queue only; then it is dead-lettered. On RabbitMQ the worker publishes with publisher
-confirms: an outbox is marked sent, and a message acknowledged, only once the broker has
-what replaces it.
+confirms: a message is acknowledged only once the broker has what replaces it (the reply,
+the outbox, a retry or a dead letter).
 """
 
 import logging

@@ -3,14 +3,13 @@
 A ``HandledAction`` row is written in the same transaction as the handler's changes. It
 holds the answer (so a redelivered action gets the same reply) and the *outbox*: every
 envelope to publish on the exchange because of this action (the outcome broadcast and the
-events the handler emitted). They are published after the commit, then ``sent_at`` is set
-(in the service's next transaction, so that marking costs no commit of its own). A row whose
-``sent_at`` is empty was committed but maybe not published, so a redelivery of its action
-publishes the outbox again (same envelopes, same action ids: receivers that
-record what they handled ignore a copy they already applied).
+events the handler emitted). They are published after the commit, and the message is
+acknowledged only then, so a worker that dies in between gets the action redelivered, which
+publishes the outbox again (same envelopes, same action ids: receivers that record what they
+handled ignore a copy they already applied). Nothing marks an outbox as sent: that would cost
+every action a write, to spare only redeliveries a few duplicate envelopes.
 """
 from django.db import models
-from django.utils import timezone
 
 from .actions import Action
 
@@ -28,7 +27,6 @@ class HandledAction(models.Model):
     # the outcome's own action id, so every re-sent reply is the same envelope
     outcome_id = models.CharField(max_length=64, blank=True)
     outbox = models.JSONField(default=list, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
     handled_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -50,8 +48,6 @@ class HandledAction(models.Model):
             outcome_payload=outcome.payload if outcome else None,
             outcome_id=outcome.action_id if outcome else "",
             outbox=[envelope.to_dict() for envelope in outbox],
-            # nothing to publish: nothing can be lost, and no update is needed after the commit
-            sent_at=None if outbox else timezone.now(),
         )
 
     def outcome_for(self, action):
@@ -67,11 +63,6 @@ class HandledAction(models.Model):
             **same_id,
         )
 
-    def unsent(self):
-        """The outbox as Actions, when it may not have been published yet."""
-        return [] if self.sent_at else [Action.from_dict(envelope) for envelope in self.outbox]
-
-    @classmethod
-    def mark_sent(cls, ids):
-        """Record that the outboxes of these rows were published."""
-        cls.objects.filter(pk__in=ids, sent_at__isnull=True).update(sent_at=timezone.now())
+    def outbox_actions(self):
+        """The outbox as Actions, to publish again with a redelivery."""
+        return [Action.from_dict(envelope) for envelope in self.outbox]

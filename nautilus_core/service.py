@@ -7,9 +7,9 @@ per process, named by ``NAUTILUS["SERVICE"]`` in the settings (see ``get_service
 
 Delivery (DESIGN.md §4): a recorded handler's changes, its answer and every envelope it
 causes to be published (its outbox: the outcome broadcast and the events it emits) are
-committed together; they are published after the commit and the outbox is marked sent.
-The message is acknowledged only after that, so a worker that dies in between gets the
-action redelivered, which re-sends the reply and whatever was not marked sent.
+committed together and published after the commit. The message is acknowledged only
+after that, so a worker that dies in between gets the action redelivered, which re-sends
+the reply and the outbox (the same envelopes: receivers that record ignore a copy).
 """
 import contextvars
 import functools
@@ -107,7 +107,6 @@ class Service:
             self.schema = schema
         self.handlers = self.get_handlers()
         self._bus = None
-        self._sent = []  # HandledAction ids whose outbox was published, to mark in the next transaction
 
     # -- declaration -----------------------------------------------------------------
 
@@ -206,14 +205,6 @@ class Service:
 
     def cleanup(self):
         """Called when the service stops, however it stops."""
-        if self._sent:
-            from .models import HandledAction
-
-            try:
-                HandledAction.mark_sent(self._sent)
-                self._sent = []
-            except Exception:  # the database is gone too: the marks are an optimisation, not a promise
-                logger.warning("could not mark %d outboxes sent", len(self._sent))
         if self._bus is not None:
             self._bus.close()
             self._bus = None
@@ -259,61 +250,61 @@ class Service:
         return self._perform(handler, action)[0]
 
     def _perform(self, handler, action):
-        """Run a handler; return ``(outcome, envelopes to publish, HandledAction or None)``."""
+        """Run a handler; return ``(outcome, envelopes to publish)``."""
         if not handler._nautilus_record:
-            outcome, emitted = self._outcome(handler, action)
-            return outcome, emitted, None
+            try:
+                return self._outcome(handler, action)
+            except ActionError as exc:
+                return self._refusal(action, exc), []
         from .models import HandledAction
 
         try:
-            with transaction.atomic():
-                if self._sent:  # marked here, not in a commit of their own: the hot path pays no extra fsync
-                    sent, self._sent = self._sent, []
-                    HandledAction.mark_sent(sent)
-                done = HandledAction.objects.filter(service=self.name, action_id=action.action_id).first()
-                if done is None:
+            try:
+                with transaction.atomic():
                     outcome, emitted = self._outcome(handler, action)
                     # the outcome is broadcast first, so listeners see a change before its consequences
                     outbox = [outcome, *emitted] if outcome is not None else emitted
-                    row = HandledAction.record(self.name, action, outcome, outbox)
+                    HandledAction.record(self.name, action, outcome, outbox)
+            except ActionError as exc:
+                # the transaction undid what the handler wrote (no savepoint on the common path);
+                # the refusal is recorded on its own, so a redelivery gets the same answer
+                outcome = self._refusal(action, exc)
+                outbox = [outcome] if outcome is not None else []
+                with transaction.atomic():
+                    HandledAction.record(self.name, action, outcome, outbox)
         except IntegrityError:
-            # another replica recorded the same action id concurrently: answer as it did
-            done = HandledAction.objects.get(service=self.name, action_id=action.action_id)
-        if done is not None:  # redelivered: same answer, no second effect; publish what may not have been
+            # Recorded already (a redelivery, or another replica got it too): the unique constraint
+            # undid this run. Same answer, no second effect, and the outbox goes out again.
+            done = HandledAction.objects.filter(service=self.name, action_id=action.action_id).first()
+            if done is None:
+                raise  # the handler's own integrity error: an unexpected failure
             logger.info("%s already handled %s (%s): answered again", self.name, action.action_type, action.action_id)
-            return done.outcome_for(action), done.unsent(), done
+            return done.outcome_for(action), done.outbox_actions()
         _test_hook_exit_after_commit()
-        return outcome, outbox, row
+        return outcome, outbox
 
     def _outcome(self, handler, action):
-        """Run the handler; return ``(outcome or None, the events it emitted)``."""
-        pending = status_of(action.action_type) == PENDING
+        """Run the handler; return ``(outcome or None, the events it emitted)``. ActionError propagates."""
         emitted = []
         token = _emitted.set(emitted)
         try:
-            if handler._nautilus_record:
-                with transaction.atomic():  # an error undoes what the handler wrote
-                    payload = handler(action)
-            else:
-                payload = handler(action)
-        except ActionError as exc:
-            return (action.outcome(ERROR, exc.payload, self.name) if pending else None), []
+            payload = handler(action)
         finally:
             _emitted.reset(token)
-        if payload is None or not pending:
+        if payload is None or status_of(action.action_type) != PENDING:
             return None, emitted
         return action.outcome(SUCCESS, payload, self.name), emitted
 
-    def _deliver(self, outcome, outbox, row, reply_to):
+    def _refusal(self, action, exc):
+        """The ``.error`` answer to an ActionError (events only get none)."""
+        return action.outcome(ERROR, exc.payload, self.name) if status_of(action.action_type) == PENDING else None
+
+    def _deliver(self, outcome, outbox, reply_to):
         """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
         if reply_to and outcome is not None and outcome.correlation_id:
             self.bus.reply(reply_to, outcome)
         for envelope in outbox:
             self.bus.publish(envelope)
-        if row is not None and outbox:
-            # Marked with the next action (or when the service stops). Should the worker die first,
-            # the outbox is only published again if the action is delivered again: same ids, no harm.
-            self._sent.append(row.pk)
 
     def respond(self, outcome, reply_to=None, *, broadcast=True):
         """Send an outcome to the asker and, for changes, to everyone who listens."""

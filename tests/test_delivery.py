@@ -147,7 +147,7 @@ def test_a_worker_killed_between_commit_and_publish_still_answers_and_publishes(
     reply = future.result(30)
     assert reply.action_type == "create.faulty.success" and reply.payload["name"] == name
     outcomes.wait_for(lambda e: e["payload"].get("name") == name)
-    assert len(outcomes.drain(0.3)) == 1  # published once: the outbox was marked sent
+    assert len(outcomes.drain(0.3)) == 1  # published once: the first worker died before publishing
     assert count_rows(faulty.env["DATABASE_URL"], "recipes_recipe", name) == 1
     assert "already handled create.faulty.pending" in faulty.process.log()
 
@@ -181,7 +181,8 @@ def test_cascade_events_survive_a_crash_between_commit_and_publish(bus, cloud, h
     restart(cloud, connection)
     events.wait_for(lambda e: len(events.envelopes) >= 3, 30)
     assert sorted(e["payload"]["id"] for e in events.drain(0.3)) == links
-    # the same cascade again changes and publishes nothing
+    first_ids = {e["action_id"] for e in events.envelopes}
+    # the same cascade again changes nothing; its outbox may go out again, as the same envelopes
     bus.publish(cascade)
     bus.ask("read.ingredients.pending", {"query": "{ all_models { pk } }"}, timeout=10)
-    assert len(events.drain(0.3)) == 3
+    assert {e["action_id"] for e in events.drain(0.3)} == first_ids

@@ -20,9 +20,4 @@ class Migration(migrations.Migration):
             name='outcome_id',
             field=models.CharField(blank=True, max_length=64),
         ),
-        migrations.AddField(
-            model_name='handledaction',
-            name='sent_at',
-            field=models.DateTimeField(blank=True, null=True),
-        ),
     ]
