@@ -46,7 +46,8 @@ def validate_summary(summary):
     if not isinstance(summary.get("name"), str) or not summary["name"].isidentifier():
         fail("the summary needs a name that is an identifier")
     for item in summary.get("fields", []):
-        if not isinstance(item, dict) or not str(item.get("name", "")).isidentifier() or item.get("type") not in SCALARS:
+        if not isinstance(item, dict) or not str(item.get("name", "")).isidentifier() \
+                or item.get("type") not in SCALARS:
             fail(f"bad field {item!r} (types: {', '.join(SCALARS)})")
     for mutation in summary.get("mutations", []):
         if not isinstance(mutation, dict) or not str(mutation.get("name", "")).isidentifier() \

@@ -140,7 +140,8 @@ def _parse(field, raw):
         return None
     accepted = _JSON_TYPES[graphql_type(field)]
     if accepted and (not isinstance(raw, accepted) or (isinstance(raw, bool) and bool not in accepted)):
-        raise ValidationError(f"Expected {' or '.join(_JSON_NAMES[t] for t in accepted)}, got {_JSON_NAMES.get(type(raw), type(raw).__name__)}.")
+        expected = " or ".join(_JSON_NAMES[t] for t in accepted)
+        raise ValidationError(f"Expected {expected}, got {_JSON_NAMES.get(type(raw), type(raw).__name__)}.")
     value = field.to_python(raw)
     if isinstance(field, models.DateTimeField) and isinstance(raw, str) and value is None:
         raise ValidationError("Not a valid ISO 8601 date and time.")

@@ -18,4 +18,5 @@ from model_service.service import ModelService
 from nautilus_core.actions import Action
 from nautilus_core.service import ActionError, Service, on_action
 
-__all__ = ["Action", "ActionError", "Service", "ModelService", "ConnectionService", "APIGateway", "auth_criteria", "on_action"]
+__all__ = ["Action", "ActionError", "Service", "ModelService", "ConnectionService", "APIGateway", "auth_criteria",
+           "on_action"]

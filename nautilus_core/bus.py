@@ -189,7 +189,8 @@ class Bus:
                 action_id = body.get("action_id") if isinstance(body, dict) else None
                 call = body if record.get("kind") == "call" else {"args": [body], "kwargs": {}}
                 self.app.send_task(
-                    TASK_NAME, args=call["args"], kwargs=call["kwargs"], task_id=action_id if isinstance(action_id, str) else None,
+                    TASK_NAME, args=call["args"], kwargs=call["kwargs"],
+                    task_id=action_id if isinstance(action_id, str) else None,
                     reply_to=record.get("reply_to"), producer=producer, ignore_result=True,
                     **({"queue": direct_queue(queue)} if queue else {**where, "declare": [self.exchange]}),
                 )

@@ -142,7 +142,8 @@ def recipe_book(cloud, request):
                 (("recipe", RECIPES), ("ingredient", INGREDIENTS), ("ingredients", CONNECTION), ("user", USERS))}
     settings = getattr(request.module, "GATEWAY_SETTINGS", GATEWAY)  # a test module may bring its own gateway
     gateway = cloud.start(settings, http=True, env={**cloud.env(settings), "NAUTILUS_ASK_TIMEOUT": "2",
-                                                    "NAUTILUS_ACCESS_TOKEN_LIFETIME": "3"})
+                                                    "NAUTILUS_ACCESS_TOKEN_LIFETIME": "3",
+                                                    **getattr(request.module, "GATEWAY_ENV", {})})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the roll call's answers are recorded
         status, body = graphql(gateway.url, "{ _services }")

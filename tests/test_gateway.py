@@ -55,7 +55,8 @@ def kitchen(recipe_book, cook):
     ids = {}
     for name in ("flour", "milk", "eggs", "salt"):
         ids[name] = ok(url, CREATE_INGREDIENT, {"name": name})["createIngredient"]["ingredient"]["id"]
-    for recipe, servings, ingredients in (("Pancakes", 4, ["flour", "milk", "eggs"]), ("Omelette", 1, ["eggs", "salt"])):
+    dishes = (("Pancakes", 4, ["flour", "milk", "eggs"]), ("Omelette", 1, ["eggs", "salt"]))
+    for recipe, servings, ingredients in dishes:
         ids[recipe] = ok(url, CREATE_RECIPE, {"name": recipe, "servings": servings},
                          headers=cook())["createRecipe"]["recipe"]["id"]
         for ingredient in ingredients:
@@ -68,7 +69,8 @@ def test_mutations_return_only_the_selected_fields(recipe_book, cook):
     assert data == {"createRecipe": {"recipe": {"id": data["createRecipe"]["recipe"]["id"], "name": "Toast",
                                                 "servings": 1}}}
     recipe_id = data["createRecipe"]["recipe"]["id"]
-    updated = ok(recipe_book["url"], 'mutation($id: ID!) { updateRecipe(id: $id, servings: 3) { recipe { servings } } }',
+    updated = ok(recipe_book["url"],
+                 'mutation($id: ID!) { updateRecipe(id: $id, servings: 3) { recipe { servings } } }',
                  {"id": recipe_id}, headers=cook())
     assert updated == {"updateRecipe": {"recipe": {"servings": 3}}}
     deleted = ok(recipe_book["url"], 'mutation($id: ID!) { deleteRecipe(id: $id) { id } }', {"id": recipe_id},

@@ -11,6 +11,7 @@ import pytest
 from .conftest import REGISTER, bearer, graphql, register
 
 GATEWAY_SETTINGS = "tests.auth_gateway.settings"  # the recipe book's gateway + an async criterion
+GATEWAY_ENV = {"NAUTILUS_LOGIN_ATTEMPTS_PER_ADDRESS": "25"}  # the last test reaches it
 
 LOGIN = """
 mutation Login($email: String!, $password: String!) {
@@ -85,7 +86,8 @@ def test_bad_tokens_are_graphql_errors(recipe_book, header):
 
 def test_a_refresh_token_is_not_a_session_token(recipe_book):
     session = register(recipe_book["url"], "mixup@example.com")
-    body = graphql(recipe_book["url"], "{ recipe { name } }", headers={"Authorization": f"Bearer {session['refreshToken']}"})[1]
+    refresh_as_session = {"Authorization": f"Bearer {session['refreshToken']}"}
+    body = graphql(recipe_book["url"], "{ recipe { name } }", headers=refresh_as_session)[1]
     assert "wrong type" in error_of(body)[0]
 
 
@@ -96,7 +98,8 @@ def test_writes_need_a_session_unless_public(recipe_book):
     assert graphql(url, 'mutation { createIngredient(name: "public salt") { ingredient { name } } }')[1]["data"] == {
         "createIngredient": {"ingredient": {"name": "public salt"}}}
     # no way around registerUser: createUser is not exposed
-    assert "Cannot query field 'createUser'" in error_of(graphql(url, 'mutation { createUser(email: "x@y.z") { user { id } } }')[1])[0]
+    create_user = 'mutation { createUser(email: "x@y.z") { user { id } } }'
+    assert "Cannot query field 'createUser'" in error_of(graphql(url, create_user)[1])[0]
 
 
 def test_unknown_user_and_wrong_password_get_the_same_answer(recipe_book):
@@ -164,7 +167,8 @@ def test_async_auth_criteria_filter_top_level_and_nested_rows(recipe_book):
     salt_id = salt["data"]["createIngredient"]["ingredient"]["id"]
     for name in ("secret stew", "open stew"):
         recipe_id = graphql(url, CREATE_RECIPE, {"n": name}, headers=session)[1]["data"]["createRecipe"]["recipe"]["id"]
-        graphql(url, 'mutation($r: String!, $i: String!) { createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }',
+        graphql(url, "mutation($r: String!, $i: String!) "
+                     "{ createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }",
                 {"r": recipe_id, "i": salt_id}, headers=session)
     query = '{ recipe(name_in: ["secret stew", "open stew"], order_by: ["name"]) { name } ' \
             'ingredient(name: "secret salt") { recipes(order_by: ["name"]) { name } } }'
@@ -173,6 +177,14 @@ def test_async_auth_criteria_filter_top_level_and_nested_rows(recipe_book):
     signed_in = graphql(url, query, headers=session)[1]["data"]
     assert signed_in["recipe"] == [{"name": "open stew"}, {"name": "secret stew"}]
     assert signed_in["ingredient"] == [{"recipes": [{"name": "open stew"}, {"name": "secret stew"}]}]
+
+
+def test_logins_are_throttled_per_client_address(recipe_book):
+    """Last in this module: it uses up the address's attempts (25 here; earlier tests used some)."""
+    codes = [error_of(login(recipe_book["url"], f"stranger-{n}@example.com"))[1] for n in range(26)]
+    assert codes[0] == "invalid_credentials" and codes[-1] == "throttled"
+    message, _ = error_of(login(recipe_book["url"], "someone-else@example.com"))
+    assert "for this address" in message
 
 
 def _users(bus):

@@ -14,7 +14,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         payload_argument(parser)
-        parser.add_argument("--timeout", type=float, default=None, help="seconds to wait (default NAUTILUS_ASK_TIMEOUT)")
+        parser.add_argument("--timeout", type=float, default=None,
+                            help="seconds to wait (default NAUTILUS_ASK_TIMEOUT)")
 
     def handle(self, action_type, payload, timeout, **options):
         bus = cli_bus()

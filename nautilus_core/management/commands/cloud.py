@@ -68,7 +68,8 @@ class Command(BaseCommand):
         broker = _without_password(broker) if broker else f"embedded, under {_var_dir() / 'bus'}"
         database = _without_password(database) if database else f"SQLite files under {_var_dir()}"
         self.say(f"bus {broker}; databases {database}")
-        (_var_dir() / "static").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT: the static file middleware warns without it
+        # STATIC_ROOT: the static file middleware warns without it
+        (_var_dir() / "static").mkdir(parents=True, exist_ok=True)
         cloud = Cloud(specs, root, printer=self.printer, say=self.say, env=env, var_dir=_var_dir(), timeout=timeout)
 
         def interrupt(signum, frame):
