@@ -49,6 +49,11 @@ class APIGateway(Service):
     #: ``{service: field}``: rows of that service are created for, and changed only by, the user in ``field``
     owners = {}
 
+    def asgi_handler(self):
+        from .asgi import GatewayASGIHandler
+
+        return GatewayASGIHandler()
+
     @property
     def ask_timeout(self):
         return nautilus_settings.ASK_TIMEOUT

@@ -1,4 +1,11 @@
-"""ASGI entry point of a service (its settings module comes from DJANGO_SETTINGS_MODULE)."""
-from django.core.asgi import get_asgi_application
+"""ASGI entry point of a service (its settings module comes from DJANGO_SETTINGS_MODULE).
 
-application = get_asgi_application()
+A service may bring its own handler (``Service.asgi_handler``), as the gateway does.
+"""
+import django
+
+django.setup(set_prefix=False)
+
+from .service import get_service  # noqa: E402  (after Django is set up)
+
+application = get_service().asgi_handler()

@@ -197,6 +197,12 @@ class Service:
 
         call_command("migrate", interactive=False, verbosity=0)
 
+    def asgi_handler(self):
+        """The ASGI application serving this service's HTTP API (``runservice`` runs it on uvicorn)."""
+        from django.core.handlers.asgi import ASGIHandler
+
+        return ASGIHandler()
+
     def run(self, host="127.0.0.1", port=8000, **options):
         """Serve HTTP and consume actions until stopped (``manage.py runservice``)."""
         from .runner import run_service
