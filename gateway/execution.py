@@ -6,35 +6,23 @@ in one ask (``pk_in``), whatever the number of parents: a query of depth d costs
 most d+1 asks per service. Every ask has a timeout; a service that does not answer, or
 answers ``.error``, becomes a GraphQL error at that field while the rest resolves.
 """
-from collections import Counter
-
 from aiodataloader import DataLoader
 from graphql import GraphQLError
 from kombu.exceptions import OperationalError
 
 from nautilus_core.actions import ERROR, crud_action, status_of
 from nautilus_core.bus import AskTimeout
+from nautilus_core.filters import argument_types
 from nautilus_core.types import json_value
 
 __all__ = ["QueryContext", "read_query", "page"]
 
-_ARGUMENT_TYPES = {"pk": "ID", "pk_in": "[ID]", "first": "Int", "last": "Int", "offset": "Int", "order_by": "[String]"}
-
-
 def read_query(summary, filters, fields=None):
     """``query Read($…) { all_models(…) { pk <fields> } }`` with the filters as variables."""
-    types = {f["name"]: f["type"] for f in summary["fields"]}
-
-    def argument_type(name):
-        if name in _ARGUMENT_TYPES:
-            return _ARGUMENT_TYPES[name]
-        if name.endswith("_in") and name[:-3] in types:
-            return f"[{types[name[:-3]]}]"
-        return types[name]
-
-    definitions = ", ".join(f"${name}: {argument_type(name)}" for name in filters)
+    types = argument_types((f["name"], f["type"]) for f in summary["fields"])
+    definitions = ", ".join(f"${name}: {types[name]}" for name in filters)
     arguments = ", ".join(f"{name}: ${name}" for name in filters)
-    selection = " ".join(["pk", *(fields or types)])
+    selection = " ".join(["pk", *(fields or [f["name"] for f in summary["fields"]])])
     if not filters:
         return f"query Read {{ all_models {{ {selection} }} }}"
     return f"query Read({definitions}) {{ all_models({arguments}) {{ {selection} }} }}"
@@ -69,7 +57,6 @@ class QueryContext:
         self.user = user  # the session token's claims, or None
         self.request = request
         self.obey_auth = obey_auth
-        self.asks = Counter()
         self._loaders = {}
 
     @property
@@ -79,7 +66,6 @@ class QueryContext:
     async def ask(self, action_type, payload):
         """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it."""
         service = action_type.split(".")[1]
-        self.asks[service] += 1
         try:
             reply = await self.gateway.bus.ask_async(action_type, payload, timeout=self.gateway.ask_timeout)
         except AskTimeout as exc:

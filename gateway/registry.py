@@ -37,6 +37,10 @@ class Snapshot:
     def service(self, name):
         return self.models.get(name) or self.connections.get(name)
 
+    def pk_of(self, name, record):
+        """A record's primary key, by the field its service announced as ``pk``."""
+        return record.get((self.service(name) or {}).get("pk", "id"))
+
 
 def validate_summary(summary):
     """Refuse an announcement the gateway could not build a schema from, with the reason."""

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import graphene
 
 from nautilus_core.actions import crud_action, name_of
+from nautilus_core.filters import filter_arguments
 from nautilus_core.types import wire_scalar
 
 from .users import user_mutations
 
-__all__ = ["Link", "links_of", "build_schema", "PAGING"]
-
-PAGING = ("first", "last", "offset", "order_by")
+__all__ = ["Link", "links_of", "build_schema"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +59,9 @@ def links_of(snapshot):
     return unique
 
 
-def filter_arguments(summary):
+def _filters(summary):
     """The filters of a service's ``all_models``, as gateway arguments."""
-    arguments = {}
-    for item in summary["fields"]:
-        type_ = wire_scalar(item["type"])
-        arguments[item["name"]] = graphene.Argument(type_)
-        if item["type"] != "JSON":
-            arguments[f"{item['name']}_in"] = graphene.Argument(graphene.List(type_))
-    arguments.update(pk=graphene.Argument(graphene.ID), pk_in=graphene.Argument(graphene.List(graphene.ID)),
-                     first=graphene.Argument(graphene.Int), last=graphene.Argument(graphene.Int),
-                     offset=graphene.Argument(graphene.Int), order_by=graphene.Argument(graphene.List(graphene.String)))
-    return arguments
+    return filter_arguments([(f["name"], f["type"]) for f in summary["fields"]], wire_scalar)
 
 
 def _type_name(service):
@@ -89,13 +79,13 @@ def build_schema(snapshot, gateway):
         for link in (lk for lk in links if lk.source == name):
             attrs[link.field] = graphene.Field(
                 graphene.List(lambda target=link.target: types[target]),
-                args=filter_arguments(snapshot.models[link.target]), resolver=_follow(link))
+                args=_filters(snapshot.models[link.target]), resolver=_follow(link))
         types[name] = type(_type_name(name), (graphene.ObjectType,), attrs)
 
     query_fields = {"_services": graphene.List(graphene.String, resolver=lambda root, info: sorted(
         [*snapshot.models, *snapshot.connections]))}
     for name, summary in snapshot.models.items():
-        query_fields[name] = graphene.Field(graphene.List(types[name]), args=filter_arguments(summary),
+        query_fields[name] = graphene.Field(graphene.List(types[name]), args=_filters(summary),
                                             resolver=_read(name))
     query = type("Query", (graphene.ObjectType,), query_fields)
     hidden = {crud_action("create", gateway.user_service)}  # registerUser replaces it: a user needs a password

@@ -22,6 +22,7 @@ from django.contrib.auth.hashers import make_password
 
 from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
+from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
 from nautilus_core.service import ActionError, Service, on_action
 from nautilus_core.types import json_value
@@ -29,7 +30,7 @@ from nautilus_core.types import json_value
 from .auth import AuthError, Throttle, criteria_of, issue_tokens, read_session, revoke_session, rotate_tokens
 from .execution import QueryContext, page
 from .registry import registry
-from .schema import PAGING, build_schema
+from .schema import build_schema
 from .views import graphql
 from .index import index
 
@@ -118,7 +119,7 @@ class APIGateway(Service):
     async def connection_resolver(self, context, link, row, filters):
         """The rows a connection links to ``row``: batched per level with every other row's."""
         ids = await context.linked_ids(link).load(str(row["pk"]))
-        paging = {name: filters.pop(name) for name in PAGING if name in filters}
+        paging = {name: filters.pop(name) for name in PAGING_ARGUMENTS if name in filters}
         rows = await context.rows(link.target, filters).load_many(ids)
         rows = await self.readable(context, link.target, [r for r in rows if r is not None])
         return page(rows, **paging)
@@ -127,11 +128,11 @@ class APIGateway(Service):
         """Forward a mutation as its announced action, if the user may; return the selected outputs."""
         args = await self.authorize(context, mutation, dict(args))
         result = await context.ask(mutation["event"], {name: json_value(value) for name, value in args.items()})
-        service = context.snapshot.service(name_of(mutation["event"])) or {}
+        service = name_of(mutation["event"])
         outputs = {}
         for output in mutation.get("outputs", []):
             if isinstance(output["type"], dict):
-                outputs[output["name"]] = {**result, "pk": result.get(service.get("pk", "id"))}
+                outputs[output["name"]] = {**result, "pk": context.snapshot.pk_of(service, result)}
             else:
                 outputs[output["name"]] = result.get(output["name"])
         return outputs
@@ -192,7 +193,7 @@ class APIGateway(Service):
             raise AuthError(" ".join(exc.messages), "invalid_password") from None
         user = await context.ask(crud_action("create", self.user_service),
                                  {name: json_value(value) for name, value in fields.items()})
-        user["pk"] = str(user[context.snapshot.service(self.user_service).get("pk", "id")])
+        user["pk"] = str(context.snapshot.pk_of(self.user_service, user))
         try:
             credential = await sync_to_async(_create_credential)(user["pk"], password)
         except Exception:

@@ -5,33 +5,11 @@
 ``order_by`` with ``+f`` / ``-f`` / ``f`` entries. ``last: n`` gives the final n rows of
 the ordering, still in that order.
 """
-import graphene
 from graphql import GraphQLError
 
-from nautilus_core.types import scalar
+from .fields import field_lookup
 
-from .fields import field_lookup, graphql_type, model_fields
-
-__all__ = ["filter_arguments", "filter_model", "PAGING_ARGUMENTS"]
-
-PAGING_ARGUMENTS = ("first", "last", "offset", "order_by")
-
-
-def filter_arguments(model):
-    """``{argument name: graphene Argument}`` for the model's ``all_models`` field."""
-    arguments = {}
-    for field in model_fields(model):
-        type_ = scalar(graphql_type(field))
-        arguments[field.name] = graphene.Argument(type_)
-        if graphql_type(field) != "JSON":
-            arguments[f"{field.name}_in"] = graphene.Argument(graphene.List(type_))
-    arguments["pk"] = graphene.Argument(graphene.ID)
-    arguments["pk_in"] = graphene.Argument(graphene.List(graphene.ID))
-    arguments["first"] = graphene.Argument(graphene.Int)
-    arguments["last"] = graphene.Argument(graphene.Int)
-    arguments["offset"] = graphene.Argument(graphene.Int)
-    arguments["order_by"] = graphene.Argument(graphene.List(graphene.String))
-    return arguments
+__all__ = ["filter_model"]
 
 
 def filter_model(model, args):

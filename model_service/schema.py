@@ -1,10 +1,11 @@
 """A ModelService's own GraphQL schema: ``all_models(<filters>) { <fields> pk }``."""
 import graphene
 
+from nautilus_core.filters import filter_arguments
 from nautilus_core.types import scalar
 
 from .fields import field_value, graphql_type, model_fields
-from .filters import filter_arguments, filter_model
+from .filters import filter_model
 
 __all__ = ["ROOT_QUERY", "create_model_schema", "model_object_type"]
 
@@ -29,9 +30,10 @@ def create_model_schema(model):
     def resolve_all_models(root, info, **args):
         return filter_model(model, args)
 
+    arguments = filter_arguments([(f.name, graphql_type(f)) for f in model_fields(model)], scalar)
     query = type("Query", (graphene.ObjectType,), {
         ROOT_QUERY: graphene.Field(
-            graphene.List(object_type), args=filter_arguments(model), resolver=resolve_all_models),
+            graphene.List(object_type), args=arguments, resolver=resolve_all_models),
     })
     return graphene.Schema(query=query, auto_camelcase=False)
 

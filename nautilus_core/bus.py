@@ -277,7 +277,6 @@ class _ReplyListener(threading.Thread):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ready = threading.Event()
-        self._connection = None
 
     def expect(self, correlation_id):
         future = Future()
