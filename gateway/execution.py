@@ -66,6 +66,10 @@ class QueryContext:
     async def ask(self, action_type, payload):
         """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it."""
         service = action_type.split(".")[1]
+        silence = self.snapshot.silence(service)
+        if silence is not None:  # it missed its heartbeats: say so now rather than after a timeout
+            raise GraphQLError(f"The {service} service is unavailable: it has not announced itself for "
+                               f"{silence:.0f}s.", extensions={"code": "service_unavailable", "service": service})
         try:
             reply = await self.gateway.bus.ask_async(action_type, payload, timeout=self.gateway.ask_timeout)
         except AskTimeout as exc:

@@ -3,6 +3,7 @@
 The links come from the ``url`` a service announces (``NAUTILUS_PUBLIC_URL``, set per service
 by ``manage.py cloud up``); a service announced without one is listed without links.
 ``?format=json`` (or ``Accept: application/json``) gives the same list as JSON, for ``cloud status``.
+Each service is ``up`` or ``unavailable`` (it missed its heartbeats; see ``gateway.registry``).
 """
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -12,16 +13,18 @@ from .registry import registry
 __all__ = ["index"]
 
 
-def _entry(name, summary, kind):
+def _entry(snapshot, name, summary, kind):
     url = summary.get("url")
+    silence = snapshot.silence(name)
     return {"name": name, "kind": kind, "version": summary.get("version", ""), "url": url,
-            "graphql": f"{url}/graphql" if url else None, "admin": f"{url}/admin/" if url else None}
+            "graphql": f"{url}/graphql" if url else None, "admin": f"{url}/admin/" if url else None,
+            "state": snapshot.state(name), "silent_for": round(silence) if silence is not None else None}
 
 
 def index(request):
     snapshot = registry.snapshot()
-    services = sorted([*(_entry(n, s, "model") for n, s in snapshot.models.items()),
-                       *(_entry(n, s, "connection") for n, s in snapshot.connections.items())],
+    services = sorted([*(_entry(snapshot, n, s, "model") for n, s in snapshot.models.items()),
+                       *(_entry(snapshot, n, s, "connection") for n, s in snapshot.connections.items())],
                       key=lambda entry: entry["name"])
     if request.GET.get("format") == "json" or "application/json" in request.headers.get("Accept", ""):
         return JsonResponse({"services": services})

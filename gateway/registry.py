@@ -3,12 +3,23 @@
 The gateway's worker records each announcement in the database; every gateway process
 (HTTP or worker) reads the registry from there, at most once per ``REGISTRY_REFRESH``
 seconds, so a re-announced service shows up in the schema without a restart.
+
+A service that announces a ``heartbeat`` (seconds between its announcements) and then
+misses ``NAUTILUS["HEARTBEATS_MISSED"]`` of them is *unavailable*: its fields answer
+``service_unavailable`` at once instead of waiting for an ask to time out. Silent for
+``NAUTILUS["DEPARTED_AFTER"]`` seconds, it has *departed*: it leaves the schema (until it
+announces itself again). A service that announces no heartbeat (an older peer) is never
+judged by its silence.
 """
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
 
 from nautilus_core.actions import MalformedAction
+from nautilus_core.conf import nautilus_settings
 from nautilus_core.types import SCALARS
 
 __all__ = ["Registry", "Snapshot", "validate_summary", "registry"]
@@ -20,6 +31,8 @@ class Snapshot:
 
     models: dict = field(default_factory=dict)
     connections: dict = field(default_factory=dict)
+    #: ``{name: datetime of its last announcement}`` (not part of the key: a heartbeat changes no schema)
+    seen: dict = field(default_factory=dict, compare=False)
 
     @property
     def key(self):
@@ -34,8 +47,28 @@ class Snapshot:
                 found.setdefault(mutation["name"], mutation)
         return found
 
+    def with_summary(self, summary):
+        """This snapshot with ``summary`` recorded (to try a new announcement before keeping it)."""
+        name = summary["name"]
+        models = {key: value for key, value in self.models.items() if key != name}
+        connections = {key: value for key, value in self.connections.items() if key != name}
+        (connections if summary.get("connection") else models)[name] = summary
+        return Snapshot(models=models, connections=connections, seen=self.seen)
+
     def service(self, name):
         return self.models.get(name) or self.connections.get(name)
+
+    def silence(self, name):
+        """Seconds ``name`` has been silent once it missed its heartbeats; None while it keeps them."""
+        summary, seen = self.service(name), self.seen.get(name)
+        if not summary or not summary.get("heartbeat") or seen is None:
+            return None
+        silent = (timezone.now() - seen).total_seconds()
+        return silent if silent > summary["heartbeat"] * nautilus_settings.HEARTBEATS_MISSED else None
+
+    def state(self, name):
+        """``"up"`` or ``"unavailable"`` (missed its heartbeats)."""
+        return "unavailable" if self.silence(name) is not None else "up"
 
     def pk_of(self, name, record):
         """A record's primary key, by the field its service announced as ``pk``."""
@@ -57,6 +90,10 @@ def validate_summary(summary):
         if not isinstance(mutation, dict) or not str(mutation.get("name", "")).isidentifier() \
                 or not isinstance(mutation.get("event"), str):
             fail(f"bad mutation {mutation!r}")
+    heartbeat = summary.get("heartbeat")
+    if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float))
+                                  or not 0 < heartbeat < 86400):
+        fail(f"the heartbeat must be a number of seconds between 0 and a day, not {heartbeat!r}")
     connection = summary.get("connection")
     if connection is not None and not all(
             isinstance(connection.get(end), dict) and isinstance(connection[end].get("service"), str)
@@ -103,10 +140,14 @@ class Registry:
     def _read():
         from .models import ServiceSummary
 
-        models, connections = {}, {}
+        models, connections, seen = {}, {}, {}
+        departed = timezone.now() - timedelta(seconds=nautilus_settings.DEPARTED_AFTER)
         for row in ServiceSummary.objects.all():
+            if row.summary.get("heartbeat") and row.announced_at < departed:
+                continue  # silent for too long: gone from the schema until it announces itself again
             (connections if row.summary.get("connection") else models)[row.name] = row.summary
-        return Snapshot(models=models, connections=connections)
+            seen[row.name] = row.announced_at
+        return Snapshot(models=models, connections=connections, seen=seen)
 
 
 registry = Registry()

@@ -73,6 +73,9 @@ def build_schema(snapshot, gateway):
     types = {}
     links = links_of(snapshot)
     for name, summary in {**snapshot.models, **snapshot.connections}.items():
+        taken = {"Query", "Mutation", "Subscription", *(t._meta.name for t in types.values())}
+        if _type_name(name) in taken:  # graphene would silently let one type replace the other
+            raise ValueError(f"the service {name!r} would be the GraphQL type {_type_name(name)!r}, which is taken")
         attrs = {"pk": graphene.ID()}
         for item in summary["fields"]:
             attrs[item["name"]] = graphene.Field(wire_scalar(item["type"]))

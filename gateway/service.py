@@ -20,7 +20,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.contrib.auth.hashers import make_password
 
-from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, crud_action, name_of
+from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, MalformedAction, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
@@ -29,7 +29,7 @@ from nautilus_core.types import json_value
 
 from .auth import AuthError, Throttle, criteria_of, issue_tokens, read_session, revoke_session, rotate_tokens
 from .execution import QueryContext, page
-from .registry import registry
+from .registry import registry, validate_summary
 from .schema import build_schema
 from .views import graphql
 from .index import index
@@ -75,9 +75,24 @@ class APIGateway(Service):
     def answer_roll_call(self, action):
         Service.announce(self)  # not self.announce(): a roll call must not start another one
 
+    def heartbeat(self):
+        """Nothing to beat for: gateways do not record each other, and a roll call per beat would make
+        every service announce itself twice as often."""
+
     @on_action(ANNOUNCE, record=False)
     def record_announcement(self, action):
-        registry.record(action.payload)
+        """Keep a service's summary, unless the cloud's schema could not be built with it."""
+        summary = action.payload
+        validate_summary(summary)
+        known = registry.snapshot()
+        if "fields" in summary and summary.get("version") != (known.service(summary["name"]) or {}).get("version"):
+            snapshot = known.with_summary(summary)  # a heartbeat (same version) needs no new schema
+            try:
+                build_schema(snapshot, self)
+            except Exception as exc:  # graphene's own reasons: a clashing type name, a bad argument…
+                raise MalformedAction(f"announcement refused: the schema cannot be built with it: {exc}",
+                                      action.to_dict()) from None
+        registry.record(summary)
 
     def current_schema(self):
         """The schema of the cloud as announced (rebuilt when a summary changes)."""

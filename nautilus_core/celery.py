@@ -21,6 +21,8 @@ from celery import Celery, signals
 from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.consumer import Consumer
 
+from .heartbeat import Heartbeat
+
 __all__ = ["app"]
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,9 @@ class ActionConsumer(Consumer):
 
     def on_invalid_task(self, body, message, exc):
         self._dead_letter(message, f"invalid message: {exc}")
+
+
+app.steps["consumer"].add(Heartbeat)
 
 
 @signals.celeryd_init.connect(dispatch_uid="nautilus_core.celery.queues")

@@ -35,6 +35,13 @@ DEFAULTS = {
     "MAX_RETRIES": 3,
     # Seconds before the first retry; doubled for each next one (at most 30 s).
     "RETRY_BACKOFF": 0.2,
+    # Seconds between a service's announcements (its heartbeat, announced in its summary); 0: only on
+    # start and on roll call. Each beat also publishes what the outbox of ORM writes still holds.
+    "HEARTBEAT": 10.0,
+    # Gateway: heartbeats a service may miss before its fields answer service_unavailable at once.
+    "HEARTBEATS_MISSED": 3,
+    # Gateway: seconds after its last announcement when a silent service leaves the schema.
+    "DEPARTED_AFTER": 600.0,
 }
 
 

@@ -13,7 +13,7 @@ from django.db import models
 
 from .actions import Action
 
-__all__ = ["HandledAction"]
+__all__ = ["HandledAction", "OutboxEnvelope"]
 
 
 class HandledAction(models.Model):
@@ -66,3 +66,22 @@ class HandledAction(models.Model):
     def outbox_actions(self):
         """The outbox as Actions, to publish again with a redelivery."""
         return [Action.from_dict(envelope) for envelope in self.outbox]
+
+
+class OutboxEnvelope(models.Model):
+    """An envelope committed with a change made outside any action, waiting to be published.
+
+    A save or delete of a service's model through the ORM (the Django admin, ``manage.py
+    shell``, a data migration) is announced like the same change made by an action: its
+    outcome envelope is written here in the change's own transaction and published after
+    the commit, then deleted. Whatever a crash leaves here is published by the service's
+    worker on its next heartbeat (``Service.publish_outbox``). Unlike an action's outbox,
+    these rows are marked sent (deleted), since no redelivery would ever publish them again.
+    """
+
+    service = models.CharField(max_length=200)
+    envelope = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self):
+        return f"{self.service}: {self.envelope.get('action_type')}"

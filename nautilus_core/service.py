@@ -146,6 +146,8 @@ class Service:
         # issue 7: where its HTTP API answers, for the gateway's index (not part of the version)
         if nautilus_settings.PUBLIC_URL:
             summary["url"] = nautilus_settings.PUBLIC_URL
+        if nautilus_settings.HEARTBEAT > 0:  # how often it announces: the gateway notices silence (not in the version)
+            summary["heartbeat"] = nautilus_settings.HEARTBEAT
         return summary
 
     # -- running ---------------------------------------------------------------------
@@ -176,6 +178,12 @@ class Service:
     def answer_roll_call(self, action):
         self.announce()
 
+    def heartbeat(self):
+        """Every ``NAUTILUS["HEARTBEAT"]`` seconds in the worker: announce again (the gateway notices
+        silence) and publish what the outbox of changes made outside actions still holds."""
+        self.announce()
+        self.publish_outbox()
+
     def emit(self, action_type, payload=None):
         """Publish an event caused by the action being handled; return the Action.
 
@@ -190,6 +198,45 @@ class Service:
         else:
             emitted.append(event)
         return event
+
+    def announce_change(self, action_type, payload):
+        """Announce a change made outside any action (an ORM save or delete) through the outbox.
+
+        The outcome envelope is written in the change's transaction and published once it
+        commits; a crash in between leaves it for ``publish_outbox``. Inside a handler this
+        does nothing: the action's own outcome announces the change.
+        """
+        from .models import OutboxEnvelope
+
+        if _emitted.get() is not None:
+            return None
+        event = Action(action_type=action_type, payload=payload, sender=self.name)
+        entry = OutboxEnvelope.objects.create(service=self.name, envelope=event.to_dict())
+        transaction.on_commit(lambda: self._publish_outbox_entries([entry]), robust=True)
+        return event
+
+    def publish_outbox(self, older_than=5.0):
+        """Publish what ``announce_change`` committed but could not publish (a crash, the bus away).
+
+        Entries younger than ``older_than`` seconds are left to the process that wrote them. A copy
+        published twice is the same envelope (same action id): receivers that record ignore it.
+        """
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from .models import OutboxEnvelope
+
+        cutoff = timezone.now() - timedelta(seconds=older_than)
+        self._publish_outbox_entries(
+            OutboxEnvelope.objects.filter(service=self.name, created_at__lt=cutoff).order_by("pk")[:1000])
+
+    def _publish_outbox_entries(self, entries):
+        from .models import OutboxEnvelope
+
+        for entry in entries:  # in commit order: listeners see changes in the order they were made
+            self.bus.publish(Action.from_dict(entry.envelope))
+            OutboxEnvelope.objects.filter(pk=entry.pk).delete()
 
     def init_db(self):
         """Create or update this service's tables (Django migrations)."""

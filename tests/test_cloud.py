@@ -114,7 +114,7 @@ def run_cloud(env):
         status = subprocess.run([sys.executable, "manage.py", "cloud", "status", "--gateway", url], cwd=PROJECT_DIR,
                                 env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
-        assert re.search(r"^recipe\s+\w{12}\s+yes\s+http://", status.stdout, re.M), status.stdout
+        assert re.search(r"^recipe\s+\w{12}\s+up\s+yes\s+http://", status.stdout, re.M), status.stdout
     finally:
         code = cloud.stop()
     assert code == 0, cloud.output()[-4000:]
