@@ -107,6 +107,12 @@ class ActionConsumer(Consumer):
 
         return on_message
 
+    def on_decode_error(self, message, exc):
+        """kombu found the message unreadable before it reached ``create_task_handler`` (a compressed body)."""
+        from .service import get_service
+
+        self._refuse(get_service(), message, MalformedAction(f"unreadable message: {exc}", layer="content_type"))
+
     @staticmethod
     def _refuse(service, message, exc):
         intake.refuse(service, exc, message=message, routing_key=message.delivery_info.get("routing_key"))
