@@ -114,6 +114,9 @@ def declare(connection, queue):
                            "To change it, drain it and delete it (rabbitmqctl delete_queue %s), then restart.",
                            queue.name, queue.queue_arguments, exc, queue.name)
             queue.no_declare = True
+            # It may be a quorum queue, whatever the settings say, and RabbitMQ refuses global QoS on
+            # one: marked so, Celery consumes it with per-consumer QoS, which every queue type accepts.
+            queue.queue_arguments = {"x-queue-type": "quorum"}
     with connection.channel() as channel:
         bound = queue(channel)
         bound.queue_declare(passive=True)
