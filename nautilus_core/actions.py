@@ -18,7 +18,7 @@ __all__ = [
     "PENDING", "SUCCESS", "ERROR", "CRUD_METHODS",
     "ANNOUNCE", "ROLL_CALL", "QUERY",
     "action_type", "crud_action", "with_status", "status_of", "name_of",
-    "Action", "MalformedAction", "error_payload",
+    "Action", "MalformedAction", "error_payload", "ACTION_ID_LENGTH",
 ]
 
 PENDING, SUCCESS, ERROR = "pending", "success", "error"
@@ -69,11 +69,16 @@ QUERY = action_type("query", "api")
 
 
 class MalformedAction(ValueError):
-    """An envelope that cannot be handled as an action, with the reason why."""
+    """A message that cannot be handled as an action, with the reason why and the layer at fault.
 
-    def __init__(self, reason, raw=None):
+    ``layer`` is one of ``nautilus_core.intake.LAYERS``; a handler that raises it finds the payload
+    unusable (the default).
+    """
+
+    def __init__(self, reason, raw=None, layer="payload"):
         super().__init__(reason)
         self.raw = raw
+        self.layer = layer
 
     @property
     def action_type(self):
@@ -87,6 +92,29 @@ class MalformedAction(ValueError):
         if isinstance(self.raw, dict) and isinstance(self.raw.get("correlation_id"), str):
             return self.raw["correlation_id"]
         return None
+
+
+# What the envelope's strings may be: what every service's HandledAction columns and an AMQP
+# routing key or property (255 bytes) can hold.
+ACTION_ID_LENGTH = 64
+_TEXT_LIMITS = {"action_type": 255, "action_id": ACTION_ID_LENGTH, "correlation_id": 255, "sender": 255,
+                "sent_at": 64}
+
+
+def _check_text(raw, key):
+    value = raw[key]
+    if not isinstance(value, str):
+        raise MalformedAction(f"the envelope's {key} must be a string", raw, layer="envelope")
+    if "\x00" in value:
+        raise MalformedAction(f"the envelope's {key} contains a NUL character", raw, layer="envelope")
+    try:
+        size = len(value.encode("utf-8")) if key in ("action_type", "correlation_id") else len(value)
+    except UnicodeEncodeError:
+        raise MalformedAction(f"the envelope's {key} is not Unicode text", raw, layer="envelope") from None
+    if size > _TEXT_LIMITS[key]:
+        raise MalformedAction(f"the envelope's {key} is longer than {_TEXT_LIMITS[key]} "
+                              f"{'bytes' if key in ('action_type', 'correlation_id') else 'characters'}",
+                              raw, layer="envelope")
 
 
 def _now():
@@ -120,18 +148,19 @@ class Action:
     def from_dict(cls, raw):
         """Validate an envelope received from the bus; raise MalformedAction with the reason."""
         if not isinstance(raw, dict):
-            raise MalformedAction(f"the envelope must be a JSON object, not {type(raw).__name__}", raw)
+            raise MalformedAction(f"the envelope must be a JSON object, not {type(raw).__name__}", raw,
+                                  layer="envelope")
         type_ = raw.get("action_type")
         if not isinstance(type_, str) or not type_:
-            raise MalformedAction("the envelope has no action_type", raw)
+            raise MalformedAction("the envelope has no action_type", raw, layer="envelope")
+        for key in ("action_type", "action_id", "correlation_id", "sender", "sent_at"):
+            if raw.get(key) is not None:
+                _check_text(raw, key)
         payload = raw.get("payload", {})
         if not isinstance(payload, dict):
             raise MalformedAction(
                 f"the payload of {type_} must be a JSON object, not {type(payload).__name__}", raw
             )
-        for key in ("action_id", "correlation_id", "sender", "sent_at"):
-            if raw.get(key) is not None and not isinstance(raw[key], str):
-                raise MalformedAction(f"the envelope's {key} must be a string", raw)
         return cls(
             action_type=type_,
             payload=payload,

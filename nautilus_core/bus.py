@@ -12,9 +12,11 @@ private reply queue, consumed by a background thread, so asks from many threads
 (or an asyncio loop) share it. The reply queue outlives a lost connection (it expires
 a minute after its last consumer left), so replies sent while the asker reconnects wait.
 
-A dead letter (``nautilus.dead``) is a JSON record with the reason and what it takes to
-send the message again (``Bus.replay``): the body, the routing key, the queue of the
-service that gave up on it, the reply queue and, for a raw message, its headers.
+A dead letter (``nautilus.dead``) is a JSON record with the layer at fault and the reason
+(``nautilus_core.intake`` decides), and what it takes to send the message again
+(``Bus.replay``): the body, the routing key, the queue of the service that gave up on it, the
+reply queue and, for a raw message, its headers. On RabbitMQ the dead-letter queue is bounded
+(``dead_letter_queue``), and a service queue may be a quorum queue (``service_queue``).
 """
 import asyncio
 import base64
@@ -27,15 +29,18 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 
+from amqp.exceptions import PreconditionFailed
 from kombu import Consumer, Exchange, Queue, binding
 
 from .actions import Action
 
-__all__ = ["TASK_NAME", "Bus", "AskTimeout", "connect", "service_queue", "direct_queue", "envelope_of_task_message"]
+__all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "connect", "service_queue", "dead_letter_queue",
+           "declare", "direct_queue", "envelope_of_task_message"]
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "nautilus.action"
+QUEUE_TYPES = ("classic", "quorum")
 
 
 class AskTimeout(TimeoutError):
@@ -53,15 +58,72 @@ def actions_exchange(name):
     return Exchange(name, type="topic", durable=True)
 
 
-def service_queue(service_name, action_types, exchange_name):
-    """The durable queue of one service, bound to every action type it handles."""
+def service_queue(service_name, action_types, exchange_name, *, queue_type="classic", delivery_limit=0,
+                  dead_letter_queue="nautilus.dead"):
+    """The durable queue of one service, bound to every action type it handles.
+
+    A ``quorum`` queue (RabbitMQ's replicated queue) counts the deliveries of each message: one
+    delivered ``delivery_limit`` times more without being acknowledged (it kills the worker
+    every time) goes to ``dead_letter_queue``, and is not delivered again.
+    """
+    if queue_type not in QUEUE_TYPES:
+        raise ValueError(f"unknown queue type {queue_type!r}; expected one of {QUEUE_TYPES}")
+    arguments = None
+    if queue_type == "quorum":
+        arguments = {"x-queue-type": "quorum", "x-dead-letter-exchange": "",
+                     "x-dead-letter-routing-key": dead_letter_queue}
+        if delivery_limit:
+            arguments["x-delivery-limit"] = int(delivery_limit)
     exchange = actions_exchange(exchange_name)
     return Queue(
         f"nautilus.{service_name}",
         exchange=exchange,
         bindings=[binding(exchange, routing_key=key) for key in sorted(action_types)],
         durable=True,
+        queue_arguments=arguments,
     )
+
+
+def dead_letter_queue(name, *, max_length=0, max_age=0):
+    """The durable dead-letter queue, bounded on RabbitMQ: at most ``max_length`` letters (the oldest
+    are dropped first) kept at most ``max_age`` seconds (0: no bound). A classic queue always: a
+    quorum queue would count every ``dead list`` as a delivery and drop letters at its limit."""
+    arguments = {}
+    if max_length:
+        arguments["x-max-length"] = int(max_length)
+    if max_age:
+        arguments["x-message-ttl"] = int(max_age * 1000)
+    return Queue(name, durable=True, queue_arguments=arguments or None)
+
+
+def declare(connection, queue):
+    """Declare ``queue`` and its bindings on ``connection``; return it.
+
+    RabbitMQ refuses to declare a queue that exists with other arguments (406
+    PRECONDITION_FAILED: a bound added to the dead-letter queue, classic switched to quorum).
+    Rather than stop, the queue is used as it is, its bindings declared, with a warning; from
+    then on kombu and Celery do not declare it again (``no_declare``).
+    """
+    if not queue.no_declare:
+        try:
+            with connection.channel() as channel:  # a channel of its own: the refusal closes it
+                queue(channel).declare()
+            return queue
+        except PreconditionFailed as exc:
+            logger.warning("the queue %s exists with other arguments than %s (%s): it is used as it is. "
+                           "To change it, drain it and delete it (rabbitmqctl delete_queue %s), then restart.",
+                           queue.name, queue.queue_arguments, exc, queue.name)
+            queue.no_declare = True
+            # It may be a quorum queue, whatever the settings say, and RabbitMQ refuses global QoS on
+            # one: marked so, Celery consumes it with per-consumer QoS, which every queue type accepts.
+            queue.queue_arguments = {"x-queue-type": "quorum"}
+    with connection.channel() as channel:
+        bound = queue(channel)
+        bound.queue_declare(passive=True)
+        for each in queue.bindings:
+            each.declare(channel)
+            each.bind(bound, channel=channel)
+    return queue
 
 
 def direct_queue(name):
@@ -89,9 +151,19 @@ class Bus:
         self.app = app
         self.sender = sender
         self.exchange = actions_exchange(exchange)
-        self.dead_letter_queue = Queue(dead_letter_queue, durable=True)
+        self.dead_letter_queue = (dead_letter_queue if isinstance(dead_letter_queue, Queue)
+                                  else Queue(dead_letter_queue, durable=True))
+        self._dead_letter_queue_declared = False
         self._replies = None
         self._replies_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, app, *, sender):
+        """The bus of a process with Django settings: exchange and dead-letter queue from ``NAUTILUS``."""
+        from .conf import nautilus_settings as s
+
+        return cls(app, sender=sender, exchange=s.EXCHANGE, dead_letter_queue=dead_letter_queue(
+            s.DEAD_LETTER_QUEUE, max_length=s.DEAD_LETTER_MAX_LENGTH, max_age=s.DEAD_LETTER_MAX_AGE))
 
     # -- sending ---------------------------------------------------------------------
 
@@ -129,13 +201,13 @@ class Bus:
                 retry=True,
             )
 
-    def dead_letter(self, body, reason, **context):
-        """Keep a message nobody can handle in ``nautilus.dead``, with the reason.
+    def dead_letter(self, body, reason, *, layer, **context):
+        """Keep a message nobody can handle in ``nautilus.dead``, with the layer at fault and the reason.
 
         ``context`` adds fields to the record: ``service``, ``routing_key``, ``queue``,
         ``reply_to``, ``attempts``, ``kind`` (``"action"``: ``body`` is the task's argument;
         ``"message"``: ``body`` is the raw message, with ``headers`` and ``content_type``;
-        ``"call"``: ``body`` is ``{"args", "kwargs"}`` of a task call with the wrong arguments).
+        ``"call"``, in letters of earlier versions: ``{"args", "kwargs"}`` of a task call).
         """
         extra = {}
         if isinstance(body, bytes):
@@ -145,19 +217,22 @@ class Bus:
                 extra["body_base64"] = base64.b64encode(body).decode("ascii")
                 body = body.decode("utf-8", errors="replace")
         record = {
+            "layer": layer,
             "reason": reason,
             "body": body,
             "dead_at": datetime.now(timezone.utc).isoformat(),
             **extra,
             **context,
         }
-        logger.warning("dead-lettered a message: %s", reason)
+        logger.warning("dead-lettered a message (%s): %s", layer, reason)
         with self.app.producer_or_acquire() as producer:
+            if not self._dead_letter_queue_declared:
+                declare(producer.connection, self.dead_letter_queue)
+                self._dead_letter_queue_declared = True
             producer.publish(
                 json.dumps(record, default=str),
                 exchange="",
                 routing_key=self.dead_letter_queue.name,
-                declare=[self.dead_letter_queue],
                 content_type="application/json",
                 content_encoding="utf-8",
                 delivery_mode=2,

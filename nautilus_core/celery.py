@@ -8,19 +8,28 @@ Configuration comes from the Django settings (``CELERY_*``, set from the environ
 ``nautilus_core.settings``). The worker consumes only its service's queue, declared
 from the service's handlers when the worker starts.
 
+Every message is checked by ``nautilus_core.intake`` before Celery reads it
+(``ActionConsumer``): a bad one is dead-lettered with its layer and reason and acknowledged,
+and the worker goes on. Celery sees only the task ``nautilus.action``, its id, and the
+retries and eta of the service's own retries.
+
 An action whose handler fails unexpectedly is retried with Celery's retry machinery,
 ``NAUTILUS["MAX_RETRIES"]`` times with an exponential backoff, sent to the service's own
-queue only; then it is dead-lettered. On RabbitMQ the worker publishes with publisher
+queue only and signed with the service's secret key (so an outsider cannot send "retries"
+or an "eta"); then it is dead-lettered. On RabbitMQ the worker publishes with publisher
 confirms: a message is acknowledged only once the broker has what replaces it (the reply,
 the outbox, a retry or a dead letter).
 """
 
 import logging
+from datetime import datetime, timedelta, timezone
 
 from celery import Celery, signals
 from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.consumer import Consumer
 
+from . import intake
+from .actions import MalformedAction
 from .heartbeat import Heartbeat
 
 __all__ = ["app"]
@@ -32,7 +41,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
 @app.task(name="nautilus.action", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def handle_action(self, *args, **kwargs):
+def handle_action(self, envelope):
     """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
     from .bus import direct_queue
     from .conf import nautilus_settings
@@ -41,58 +50,74 @@ def handle_action(self, *args, **kwargs):
     service = get_service()
     delivery = self.request.delivery_info or {}
     routing_key = delivery.get("routing_key")
-    if len(args) + len(kwargs) != 1 or (kwargs and "envelope" not in kwargs):
-        # Celery would fail the call and drop the message; on the bus it is kept with the reason
-        service.bus.dead_letter({"args": list(args), "kwargs": kwargs}, "nautilus.action takes one argument, the "
-                                f"envelope; got {len(args)} positional and {sorted(kwargs)}", kind="call",
-                                service=service.name, routing_key=routing_key, queue=service.queue().name)
-        return
-    envelope = args[0] if args else kwargs["envelope"]
     if delivery.get("redelivered"):  # the broker gave it again: a worker died or lost its connection
         logger.info("redelivered action %s", self.request.id)
     if delivery.get("exchange") == "" and isinstance(envelope, dict):  # a retry or a replay: keep the action's key
         routing_key = envelope.get("action_type") or routing_key
     max_retries = nautilus_settings.MAX_RETRIES
+    retries = self.request.retries
     try:
         service.receive(envelope, reply_to=self.request.reply_to, routing_key=routing_key,
-                        final=self.request.retries >= max_retries, attempt=self.request.retries + 1)
+                        final=retries >= max_retries, attempt=retries + 1)
     except ActionFailed as exc:
-        backoff = get_exponential_backoff_interval(nautilus_settings.RETRY_BACKOFF, self.request.retries, 30)
+        backoff = get_exponential_backoff_interval(nautilus_settings.RETRY_BACKOFF, retries, intake.RETRY_BACKOFF_MAX)
         # to this service's queue only: the original exchange and key would broadcast it to every service again
-        raise self.retry(exc=exc, countdown=backoff, max_retries=max_retries, queue=direct_queue(service.queue().name))
+        raise self.retry(exc=exc, countdown=backoff, max_retries=max_retries, queue=direct_queue(service.queue().name),
+                         headers=intake.retry_headers(self.request.id, retries + 1))
 
 
 class ActionConsumer(Consumer):
-    """Celery's consumer, except that a message it cannot run is dead-lettered, not dropped.
+    """Celery's consumer, with every message checked by ``nautilus_core.intake`` first.
 
-    Celery acknowledges undecodable messages and rejects unknown ones without a
-    trace; on the nautilus bus they go to ``nautilus.dead`` with the reason.
+    Celery would crash on some malformed task messages (the worker stops consuming), run
+    its builtin tasks, or honour an eta, expiry, time limit or callbacks sent by anyone; here
+    a message that is not a plain ``nautilus.action`` is dead-lettered with the layer at fault.
     """
 
-    def _dead_letter(self, message, reason):
+    def __init__(self, *args, **kwargs):
+        intake.refuse_compressed_bodies()
+        super().__init__(*args, **kwargs)
+
+    def connect(self):
+        """Connect, and declare the service's queue (used as it is when RabbitMQ holds it with other arguments)."""
+        from .bus import declare
         from .service import get_service
 
+        connection = super().connect()
+        declare(connection, self.app.amqp.queues[get_service().queue().name])
+        return connection
+
+    def create_task_handler(self, *args, **kwargs):
+        from .service import get_service
+
+        on_task_received = super().create_task_handler(*args, **kwargs)
         service = get_service()
-        service.bus.dead_letter(
-            message.body, reason, service=service.name, kind="message",
-            routing_key=message.delivery_info.get("routing_key"), queue=service.queue().name,
-            headers=dict(message.headers or {}), content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            reply_to=message.properties.get("reply_to"), correlation_id=message.properties.get("correlation_id"),
-        )
-        message.ack()
+
+        def on_message(message):
+            try:
+                message.headers, _ = intake.admit(message, service)
+            except MalformedAction as exc:
+                return self._refuse(service, message, exc)
+            try:
+                return on_task_received(message)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:  # Celery could not read it after all
+                if message.acknowledged:
+                    raise
+                self._refuse(service, message, MalformedAction(f"Celery refused the message: {exc!r}",
+                                                               layer="headers"))
+
+        return on_message
 
     def on_decode_error(self, message, exc):
-        self._dead_letter(message, f"undecodable message ({message.content_type}): {exc}")
+        """kombu found the message unreadable before it reached ``create_task_handler`` (a compressed body)."""
+        from .service import get_service
 
-    def on_unknown_message(self, body, message):
-        self._dead_letter(message, "not a nautilus action (no Celery task header)")
+        self._refuse(get_service(), message, MalformedAction(f"unreadable message: {exc}", layer="content_type"))
 
-    def on_unknown_task(self, body, message, exc):
-        self._dead_letter(message, f"unknown task {message.headers.get('task')!r}")
-
-    def on_invalid_task(self, body, message, exc):
-        self._dead_letter(message, f"invalid message: {exc}")
+    @staticmethod
+    def _refuse(service, message, exc):
+        intake.refuse(service, exc, message=message, routing_key=message.delivery_info.get("routing_key"))
+        message.ack()
 
 
 app.steps["consumer"].add(Heartbeat)

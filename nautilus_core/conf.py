@@ -19,8 +19,17 @@ DEFAULTS = {
     "SERVICE": None,
     # The topic exchange every action is published on (DESIGN.md §3).
     "EXCHANGE": "nautilus.actions",
-    # Where messages that cannot be handled go, with their reason.
+    # Where messages that cannot be handled go, with their layer and reason.
     "DEAD_LETTER_QUEUE": "nautilus.dead",
+    # Bounds of the dead-letter queue on RabbitMQ: at most this many letters (the oldest dropped first),
+    # each kept at most this many seconds (14 days). 0: no bound.
+    "DEAD_LETTER_MAX_LENGTH": 100_000,
+    "DEAD_LETTER_MAX_AGE": 1_209_600,
+    # "classic", or "quorum": RabbitMQ's replicated queues, with a delivery limit for poison messages.
+    "QUEUE_TYPE": "classic",
+    # On a quorum queue: deliveries of a message beyond the first after which it goes to the dead-letter
+    # queue (a message that kills its worker each time). 0: RabbitMQ's default.
+    "DELIVERY_LIMIT": 10,
     # Seconds an ask waits for its reply before it fails with a clear error.
     "ASK_TIMEOUT": 5.0,
     # Gateway logins: failures per account and attempts per client address, per window (seconds).

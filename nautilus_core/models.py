@@ -11,7 +11,7 @@ every action a write, to spare only redeliveries a few duplicate envelopes.
 """
 from django.db import models
 
-from .actions import Action
+from .actions import ACTION_ID_LENGTH, Action
 
 __all__ = ["HandledAction", "OutboxEnvelope"]
 
@@ -20,7 +20,7 @@ class HandledAction(models.Model):
     """One action a service applied, with its answer and its outbox (recorded in the same transaction)."""
 
     service = models.CharField(max_length=200)
-    action_id = models.CharField(max_length=64)
+    action_id = models.CharField(max_length=ACTION_ID_LENGTH)
     action_type = models.CharField(max_length=300)
     outcome_type = models.CharField(max_length=300, blank=True)
     outcome_payload = models.JSONField(null=True)

@@ -19,9 +19,10 @@ import logging
 import os
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils.module_loading import import_string
 
+from . import intake
 from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, Action, MalformedAction, error_payload, status_of
 from .conf import nautilus_settings
 
@@ -158,17 +159,15 @@ class Service:
             from .celery import app
             from .bus import Bus
 
-            self._bus = Bus(
-                app, sender=self.name,
-                exchange=nautilus_settings.EXCHANGE,
-                dead_letter_queue=nautilus_settings.DEAD_LETTER_QUEUE,
-            )
+            self._bus = Bus.from_settings(app, sender=self.name)
         return self._bus
 
     def queue(self):
         from .bus import service_queue
 
-        return service_queue(self.name, self.handlers, nautilus_settings.EXCHANGE)
+        return service_queue(self.name, self.handlers, nautilus_settings.EXCHANGE,
+                             queue_type=nautilus_settings.QUEUE_TYPE, delivery_limit=nautilus_settings.DELIVERY_LIMIT,
+                             dead_letter_queue=nautilus_settings.DEAD_LETTER_QUEUE)
 
     def announce(self):
         """Tell the cloud this service exists, and what it offers."""
@@ -267,33 +266,23 @@ class Service:
     def receive(self, raw, *, reply_to=None, routing_key=None, final=True, attempt=1):
         """Handle one envelope from the bus.
 
-        A bad message cannot stop the service: it is dead-lettered with the reason. When a
-        handler fails unexpectedly and this is not the ``final`` attempt, ActionFailed is
-        raised for the caller to try again later; on the final attempt the action is
-        dead-lettered and an asker gets one ``.error`` reply. Never raises when ``final``.
+        A bad message cannot stop the service: ``nautilus_core.intake`` dead-letters it with the
+        layer and the reason. A handler's data the database refuses is an ``.error`` answer
+        (``invalid_data``), never retried. When a handler fails unexpectedly and this is not the
+        ``final`` attempt, ActionFailed is raised for the caller to try again later; on the final
+        attempt the action is dead-lettered and an asker gets one ``.error`` reply. Never raises
+        when ``final``.
         """
         try:
-            action = Action.from_dict(raw)
-            handler = self.handlers.get(action.action_type)
-            if handler is None:
-                raise MalformedAction(f"service {self.name!r} does not handle {action.action_type}", raw)
-        except MalformedAction as exc:
-            self._refuse(raw, exc, reply_to, routing_key)
-            return
-        try:
+            action, handler = intake.read_action(raw, self)
             self._deliver(*self._perform(handler, action), reply_to)
-        except MalformedAction as exc:  # the handler found the payload unusable: trying again cannot help
-            self._refuse(raw, exc, reply_to, routing_key)
+        except MalformedAction as exc:  # the envelope, or the handler found the payload unusable
+            intake.refuse(self, exc, raw=raw, reply_to=reply_to, routing_key=routing_key)
         except Exception as exc:  # a bug or an outage
             if not final:
                 raise ActionFailed(f"{type(exc).__name__}: {exc}") from exc
-            logger.exception("%s failed on %s (attempt %d); dead-lettered", self.name, action.action_type, attempt)
-            self.bus.dead_letter(raw, f"{type(exc).__name__}: {exc}", service=self.name, routing_key=routing_key,
-                                 queue=self.queue().name, reply_to=reply_to, attempts=attempt, kind="action")
-            if status_of(action.action_type) == PENDING:
-                self.respond(action.outcome(ERROR, error_payload(
-                    f"{self.name} could not handle {action.action_type}; the action was kept for replay",
-                    "internal_error"), self.name), reply_to, broadcast=handler._nautilus_record)
+            intake.give_up(self, raw, exc, reply_to=reply_to, routing_key=routing_key, attempts=attempt,
+                           broadcast=handler._nautilus_record)
 
     def perform(self, handler, action):
         """Run a handler; return its outcome Action (None when there is nothing to answer).
@@ -317,7 +306,10 @@ class Service:
                     outcome, emitted = self._outcome(handler, action)
                     # the outcome is broadcast first, so listeners see a change before its consequences
                     outbox = [outcome, *emitted] if outcome is not None else emitted
-                    HandledAction.record(self.name, action, outcome, outbox)
+                    try:
+                        HandledAction.record(self.name, action, outcome, outbox)
+                    except DataError as exc:  # the answer or the outbox holds what the database refuses
+                        raise _invalid_data(exc) from exc
             except ActionError as exc:
                 # the transaction undid what the handler wrote (no savepoint on the common path);
                 # the refusal is recorded on its own, so a redelivery gets the same answer
@@ -342,6 +334,8 @@ class Service:
         token = _emitted.set(emitted)
         try:
             payload = handler(action)
+        except (DataError, IntegrityError) as exc:  # the handler's own write: trying again cannot help
+            raise _invalid_data(exc) from exc
         finally:
             _emitted.reset(token)
         if payload is None or status_of(action.action_type) != PENDING:
@@ -366,14 +360,13 @@ class Service:
         if broadcast:
             self.bus.publish(outcome)
 
-    def _refuse(self, raw, exc, reply_to, routing_key):
-        self.bus.dead_letter(raw, str(exc), service=self.name, routing_key=routing_key, queue=self.queue().name,
-                             reply_to=reply_to, kind="action")
-        type_ = exc.action_type or routing_key
-        if reply_to and exc.correlation_id and type_ and status_of(type_) == PENDING:
-            self.bus.reply(reply_to, Action(
-                action_type=type_, correlation_id=exc.correlation_id, sender=self.name,
-            ).outcome(ERROR, error_payload(str(exc), "malformed_action"), self.name))
+
+
+def _invalid_data(exc):
+    """A write the database refused for its data (a NUL character on PostgreSQL, a value too long or
+    out of range, a violated constraint): an ``.error`` answer, since trying again cannot help."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ActionError(f"the database refused the data: {reason}", "invalid_data", {"error": type(exc).__name__})
 
 
 @functools.cache

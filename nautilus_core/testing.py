@@ -241,20 +241,28 @@ class Databases:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def dead_letters(broker_url, queue="nautilus.dead"):
-    """Take every record out of the dead-letter queue."""
+def dead_letters(broker_url, queue="nautilus.dead", wait=0.5):
+    """Take every record out of the dead-letter queue (waiting ``wait`` seconds for more after the last).
+
+    The queue is not declared here: its arguments (its bounds) are the services' to set.
+    """
+    letters = []
     with Connection(broker_url) as conn:
-        simple = conn.SimpleQueue(queue)
-        letters = []
-        try:
-            while True:
-                message = simple.get(timeout=0.5)
+        channel = conn.channel()
+        dead = Queue(queue, channel=channel, no_declare=True)
+        quiet_until = time.monotonic() + wait
+        while True:
+            try:
+                message = dead.get(no_ack=True)
+            except conn.channel_errors:  # no dead-letter queue yet
+                return letters
+            if message is not None:
                 letters.append(json.loads(message.body))
-                message.ack()
-        except simple.Empty:
-            return letters
-        finally:
-            simple.close()
+                quiet_until = time.monotonic() + wait
+            elif time.monotonic() >= quiet_until:
+                return letters
+            else:
+                time.sleep(0.02)
 
 
 class BrokerProxy:

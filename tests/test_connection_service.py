@@ -1,5 +1,4 @@
 """ConnectionService: generated join models and cascade deletes, with real workers on RabbitMQ and PostgreSQL."""
-import json
 import types
 import uuid
 
@@ -11,7 +10,7 @@ from connection_service.join import Side, sides
 from nautilus_core.actions import ANNOUNCE, ROLL_CALL
 from nautilus_core.checks import check_service
 from nautilus_core.service import ServiceMisconfigured
-from nautilus_core.testing import ServiceProcess, manage
+from nautilus_core.testing import ServiceProcess, dead_letters, manage
 
 from .conftest import INGREDIENTS
 
@@ -81,21 +80,6 @@ def recipe_with_ingredients(bus, n=2):
 def removed_ids(recorder, count, timeout=15):
     recorder.wait_for(lambda e: len(recorder.of_type("delete.ingredients.success")) >= count, timeout)
     return sorted(e["payload"]["id"] for e in recorder.of_type("delete.ingredients.success"))
-
-
-def dead_letters(broker_url):
-    with Connection(broker_url) as conn:
-        queue = conn.SimpleQueue("nautilus.dead")
-        letters = []
-        while True:
-            try:
-                message = queue.get(timeout=0.5)
-            except queue.Empty:
-                break
-            letters.append(json.loads(message.body))
-            message.ack()
-        queue.close()
-        return letters
 
 
 # -- over the bus --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A model service whose extra handlers fail on purpose, for tests/test_delivery.py."""
 import collections
+import os
 
 from examples.recipe_book.recipes.models import Recipe
 from model_service.service import ModelService
@@ -14,7 +15,9 @@ class Faulty(ModelService):
 
     - ``explode.faulty.pending``: fails every time (a poison message);
     - ``flaky.faulty.pending``: fails twice, then creates a recipe;
-    - ``note.faulty.pending``: creates a recipe and emits ``noted.faulty.success`` ``count`` times.
+    - ``note.faulty.pending``: creates a recipe and emits ``noted.faulty.success`` ``count`` times;
+    - ``clash.faulty.pending``: writes a row the database refuses (an integrity error of its own);
+    - ``crash.faulty.pending``: kills its worker (a message no worker survives).
     """
 
     name = "faulty"
@@ -38,3 +41,11 @@ class Faulty(ModelService):
         for n in range(action.payload.get("count", 1)):
             self.emit("noted.faulty.success", {"recipe": row.pk, "n": n})
         return {"id": row.pk}
+
+    @on_action("clash.faulty.pending")
+    def clash(self, action):
+        return {"id": Recipe.objects.create(name=None).pk}  # NOT NULL
+
+    @on_action("crash.faulty.pending")
+    def crash(self, action):
+        os._exit(70)

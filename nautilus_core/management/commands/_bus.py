@@ -10,8 +10,7 @@ from nautilus_core.conf import nautilus_settings
 def cli_bus():
     from nautilus_core.celery import app
 
-    return Bus(app, sender=nautilus_settings.SENDER, exchange=nautilus_settings.EXCHANGE,
-               dead_letter_queue=nautilus_settings.DEAD_LETTER_QUEUE)
+    return Bus.from_settings(app, sender=nautilus_settings.SENDER)
 
 
 def payload_argument(parser):

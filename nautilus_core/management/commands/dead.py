@@ -1,6 +1,7 @@
 """``manage.py dead list|replay|purge``: look at the dead-letter queue, send letters again, empty it.
 
-    manage.py dead list [--service S] [--json]        each letter: number, when, service, routing key, reason, body
+    manage.py dead list [--service S] [--json]        each letter: number, when, service, routing key, layer,
+                                                      reason, body
     manage.py dead replay [N ...] [--service S] [--broadcast]
     manage.py dead purge
 
@@ -8,11 +9,14 @@
 queue of the service that gave up on it (``--broadcast``: on the exchange, to every service
 bound to its routing key) and takes it out of the dead-letter queue once the broker has it.
 Letters are read without being acknowledged, so those not replayed stay where they were.
+A message RabbitMQ itself dead-lettered (a quorum queue's delivery limit) is shown with the
+layer ``broker`` and replayed as it was.
 """
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from kombu import Queue
+
+from nautilus_core.bus import declare
 
 from ._bus import cli_bus
 
@@ -33,11 +37,10 @@ class Command(BaseCommand):
         if bus.app.conf.broker_url.startswith(("amqp", "pyamqp")):  # a letter is removed only once its copy is safe
             bus.app.conf.broker_transport_options = {**(bus.app.conf.broker_transport_options or {}),
                                                      "confirm_publish": True}
-        queue = Queue(bus.dead_letter_queue.name, durable=True)
         with bus.app.connection_for_write() as connection:
+            queue = declare(connection, bus.dead_letter_queue)
             channel = connection.channel()
             bound = queue(channel)
-            bound.declare()
             if verb == "purge":
                 self.stdout.write(f"purged {bound.purge() or 0} dead letter(s)")
                 return
@@ -76,8 +79,26 @@ def _read_all(bound):
         except ValueError:
             record = None
         if not isinstance(record, dict):
-            record = {"reason": "(not a dead-letter record)", "body": message.body}
+            record = _broker_letter(message)
         yield message, record
+
+
+def _broker_letter(message):
+    """A record for a message the broker dead-lettered itself (or anything else found in the queue)."""
+    headers = dict(message.headers or {})
+    deaths = headers.pop("x-death", None) or []
+    reason = headers.pop("x-first-death-reason", None) or (deaths[0].get("reason") if deaths else None)
+    queue = headers.pop("x-first-death-queue", None) or (deaths[0].get("queue") if deaths else None)
+    headers.pop("x-first-death-exchange", None)
+    headers.pop("x-delivery-count", None)
+    body = message.body.decode("utf-8", errors="replace") if isinstance(message.body, bytes) else message.body
+    if not reason:
+        return {"layer": "broker", "reason": "(not a dead-letter record)", "body": body}
+    keys = (deaths[0].get("routing-keys") or [None]) if deaths else [None]
+    return {"layer": "broker", "reason": f"dead-lettered by the broker: {reason}", "kind": "message", "body": body,
+            "queue": queue, "service": queue.removeprefix("nautilus.") if queue else None, "routing_key": keys[0],
+            "headers": headers, "content_type": message.content_type, "content_encoding": message.content_encoding,
+            "reply_to": message.properties.get("reply_to"), "correlation_id": message.properties.get("correlation_id")}
 
 
 def _line(n, record):
@@ -85,4 +106,5 @@ def _line(n, record):
     excerpt = body if isinstance(body, str) else json.dumps(body, default=str)
     excerpt = excerpt[:120] + ("…" if len(excerpt) > 120 else "")
     return (f"#{n} {record.get('dead_at', '?')} {record.get('service', '?')} {record.get('routing_key') or '-'} "
-            f"(attempts {record.get('attempts', 1)}): {record.get('reason')}\n    {excerpt}")
+            f"[{record.get('layer', '?')}] (attempts {record.get('attempts', 1)}): {record.get('reason')}\n"
+            f"    {excerpt}")
