@@ -8,17 +8,20 @@ spelling types as strings, so a typo cannot create a queue nobody publishes to.
 An action travels as an *envelope*, a JSON object (DESIGN.md §3)::
 
     {"action_type": str, "payload": object, "action_id": uuid, "correlation_id": uuid | null,
-     "sender": str, "sent_at": ISO-8601}
+     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional)}
+
+An ask carries a ``deadline``: past it, a service refuses the action (``deadline_exceeded``)
+instead of applying it, and records the refusal, so an asker that gave up can retry safely.
 """
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 __all__ = [
     "PENDING", "SUCCESS", "ERROR", "CRUD_METHODS",
     "ANNOUNCE", "ROLL_CALL", "QUERY",
     "action_type", "crud_action", "with_status", "status_of", "name_of",
-    "Action", "MalformedAction", "error_payload",
+    "Action", "MalformedAction", "error_payload", "deadline_in", "seconds_left",
 ]
 
 PENDING, SUCCESS, ERROR = "pending", "success", "error"
@@ -93,6 +96,25 @@ def _now():
     return datetime.now(timezone.utc).isoformat()
 
 
+def deadline_in(seconds):
+    """The deadline ``seconds`` from now, as the envelope carries it (ISO-8601, UTC)."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
+def parse_time(text):
+    """An envelope's ISO-8601 time as an aware datetime (a time without offset is UTC); None if unreadable."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def seconds_left(deadline):
+    """Seconds from now until ``deadline`` (negative once it passed)."""
+    return (parse_time(deadline) - datetime.now(timezone.utc)).total_seconds()
+
+
 def _new_id():
     return str(uuid.uuid4())
 
@@ -105,9 +127,10 @@ class Action:
     correlation_id: str | None = None
     sender: str = ""
     sent_at: str = field(default_factory=_now)
+    deadline: str | None = None  # past it the action must not be applied; only asks carry one
 
     def to_dict(self):
-        return {
+        envelope = {
             "action_type": self.action_type,
             "payload": self.payload,
             "action_id": self.action_id,
@@ -115,6 +138,13 @@ class Action:
             "sender": self.sender,
             "sent_at": self.sent_at,
         }
+        if self.deadline is not None:  # optional: peers that do not know it never see it
+            envelope["deadline"] = self.deadline
+        return envelope
+
+    def expired(self):
+        """Whether the action's deadline has passed (never, without one)."""
+        return self.deadline is not None and seconds_left(self.deadline) < 0
 
     @classmethod
     def from_dict(cls, raw):
@@ -129,9 +159,11 @@ class Action:
             raise MalformedAction(
                 f"the payload of {type_} must be a JSON object, not {type(payload).__name__}", raw
             )
-        for key in ("action_id", "correlation_id", "sender", "sent_at"):
+        for key in ("action_id", "correlation_id", "sender", "sent_at", "deadline"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 raise MalformedAction(f"the envelope's {key} must be a string", raw)
+        if raw.get("deadline") is not None and parse_time(raw["deadline"]) is None:
+            raise MalformedAction("the envelope's deadline must be an ISO-8601 time", raw)
         return cls(
             action_type=type_,
             payload=payload,
@@ -139,6 +171,7 @@ class Action:
             correlation_id=raw.get("correlation_id"),
             sender=raw.get("sender") or "",
             sent_at=raw.get("sent_at") or _now(),
+            deadline=raw.get("deadline"),
         )
 
     def outcome(self, status, payload, sender):

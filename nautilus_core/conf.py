@@ -21,8 +21,11 @@ DEFAULTS = {
     "EXCHANGE": "nautilus.actions",
     # Where messages that cannot be handled go, with their reason.
     "DEAD_LETTER_QUEUE": "nautilus.dead",
-    # Seconds an ask waits for its reply before it fails with a clear error.
+    # Seconds an ask waits for its reply before it fails with a clear error; its deadline is then.
     "ASK_TIMEOUT": 5.0,
+    # Seconds an asker waits past an ask's deadline for a late answer: what an answer committed
+    # right at the deadline needs to arrive, and the clock skew between hosts this tolerates.
+    "DEADLINE_GRACE": 0.5,
     # Gateway logins: failures per account and attempts per client address, per window (seconds).
     "LOGIN_FAILURES_PER_ACCOUNT": 5,
     "LOGIN_ATTEMPTS_PER_ADDRESS": 30,

@@ -68,6 +68,15 @@ class Command(BaseCommand):
         broker = _without_password(broker) if broker else f"embedded, under {_var_dir() / 'bus'}"
         database = _without_password(database) if database else f"SQLite files under {_var_dir()}"
         self.say(f"bus {broker}; databases {database}")
+        if os.environ.get("NAUTILUS_BROKER_URL"):
+            from kombu import Connection
+
+            from nautilus_core.bus import BrokerUnreachable, reach_broker
+
+            try:
+                reach_broker(Connection(os.environ["NAUTILUS_BROKER_URL"]))
+            except BrokerUnreachable as exc:
+                raise CommandError(str(exc)) from None
         # STATIC_ROOT: the static file middleware warns without it
         (_var_dir() / "static").mkdir(parents=True, exist_ok=True)
         cloud = Cloud(specs, root, printer=self.printer, say=self.say, env=env, var_dir=_var_dir(), timeout=timeout)
