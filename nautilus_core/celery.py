@@ -120,3 +120,7 @@ def _cleanup(**kwargs):
     from .service import get_service
 
     get_service().cleanup()
+
+
+# runservice's /health knows the worker consumes from this step's heartbeat (nautilus_core.heartbeat)
+app.steps["consumer"].add("nautilus_core.heartbeat:Heartbeat")

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.color import supports_color
 
-from nautilus_core.cloud import PROJECT_DIR, Cloud, CloudError, create_databases, discover, get_json
+from nautilus_core.cloud import PROJECT_DIR, Cloud, CloudError, create_databases, discover, get_json, health_of
 from nautilus_core.supervisor import LogPrinter
 
 DEFAULT_CLOUD = "examples/recipe_book"
@@ -137,26 +137,29 @@ class Command(BaseCommand):
             answers = list(pool.map(_answers, services))
         self.stdout.write(f"gateway {gateway}/graphql knows {len(services)} services")
         self.stdout.write(f"{'service':<20} {'version':<13} {'answers':<8} url")
-        for service, answer in zip(services, answers):
-            self.stdout.write(f"{service['name']:<20} {service['version']:<13} {answer:<8} {service.get('url') or '-'}")
-        if "no" in answers:
+        for service, (answer, why) in zip(services, answers):
+            self.stdout.write(f"{service['name']:<20} {service['version']:<13} {answer:<8} {service.get('url') or '-'}"
+                              + (f"  ({why})" if why else ""))
+        if any(answer == "no" for answer, _ in answers):
             raise CommandError("some services do not answer")
 
 
 def _answers(service):
-    """``yes`` when the service's /health answers (without a URL: a read ask over the bus) within 2 s."""
+    """``("yes", "")`` when the service is ready (its /health; without a URL: a read ask over the bus
+    within 2 s), else ``("no", what is down)``: a dead or restarting worker, the broker, the database."""
     if service.get("url"):
-        return "yes" if get_json(f"{service['url']}/health") is not None else "no"
+        ready, why = health_of(service["url"])
+        return ("yes", "") if ready else ("no", why)
     from nautilus_core.actions import SUCCESS, crud_action
-    from nautilus_core.bus import AskTimeout
+    from nautilus_core.bus import AskTimeout, NoHandler
 
     from ._bus import cli_bus
 
     bus = cli_bus()
     try:
         reply = bus.ask(crud_action("read", service["name"]), {"query": "{ all_models(first: 0) { pk } }"}, timeout=2)
-        return "yes" if reply.action_type == crud_action("read", service["name"], SUCCESS) else "no"
-    except AskTimeout:
-        return "no"
+        return ("yes", "") if reply.action_type == crud_action("read", service["name"], SUCCESS) else ("no", "")
+    except (AskTimeout, NoHandler) as exc:
+        return "no", str(exc)
     finally:
         bus.close()
