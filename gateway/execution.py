@@ -78,9 +78,13 @@ class QueryContext:
                                "was asked.", extensions={"code": "deadline_exceeded", "service": service})
         try:
             reply = await self.gateway.bus.ask_async(action_type, payload, timeout=left)
-        except AskTimeout:
-            raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s.",
-                               extensions={"code": "service_unavailable", "service": service}) from None
+        except AskTimeout as exc:
+            if exc.outcome_known or action_type.startswith("read."):  # past its deadline it will not be applied
+                raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s.",
+                                   extensions={"code": "service_unavailable", "service": service}) from None
+            raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s, and the gateway lost "
+                               "its connection to the bus meanwhile: the change may have been made.",
+                               extensions={"code": "outcome_unknown", "service": service}) from None
         except NoHandler as exc:
             raise GraphQLError(f"The {service} service is not running: {exc}.",
                                extensions={"code": "no_handler", "service": service}) from None

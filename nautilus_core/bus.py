@@ -34,7 +34,9 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 
+from amqp.exceptions import AMQPError
 from kombu import Consumer, Exchange, Producer, Queue, binding
+from kombu.exceptions import OperationalError
 
 from .actions import Action, deadline_in, seconds_left
 
@@ -47,14 +49,21 @@ TASK_NAME = "nautilus.action"
 
 
 class AskTimeout(TimeoutError):
-    """Nobody answered an ask in time."""
+    """Nobody answered an ask in time.
 
-    def __init__(self, action_type, timeout):
+    Past its deadline the action is refused, so it was not applied, unless the asker lost its
+    connection to the broker while it waited (``outcome_known`` False): then an answer may have
+    been lost with it, and the action applied before its deadline.
+    """
+
+    def __init__(self, action_type, timeout, outcome_known=True):
         super().__init__(
             f"No reply to {action_type} within {timeout:g}s: is a service that handles it running?"
+            + ("" if outcome_known else " (the connection to the broker was lost meanwhile: it may have been applied)")
         )
         self.action_type = action_type
         self.timeout = timeout
+        self.outcome_known = outcome_known
 
 
 class NoHandler(LookupError):
@@ -261,7 +270,7 @@ class Bus:
         try:
             return future.result(timeout + self.grace)
         except FutureTimeout:
-            raise AskTimeout(action.action_type, timeout) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
         finally:
             self._replies.forget(action.correlation_id)
 
@@ -271,18 +280,20 @@ class Bus:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:
-            raise AskTimeout(action.action_type, timeout) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
         finally:
             self._replies.forget(action.correlation_id)
 
-    def _send_ask(self, action_type, payload, timeout):
+    def _send_ask(self, action_type, payload, timeout=None):
+        """Publish an ask (with a deadline ``timeout`` seconds away, if given); return ``(future, action)``."""
         replies = self._reply_listener()
-        action = self._action(action_type, payload, str(uuid.uuid4()), deadline_in(timeout))
+        action = self._action(action_type, payload, str(uuid.uuid4()),
+                              deadline_in(timeout) if timeout is not None else None)
         future = replies.expect(action.correlation_id)
+        future.connection = replies.connection  # the answer may be lost if this changes before it arrives
         try:
-            if replies.producer is not None:  # RabbitMQ: mandatory, returned to the listener when unroutable
-                self._send(action, replies.producer, reply_to=replies.queue.name, mandatory=True, retry=False,
-                           declare=[])  # declared by the listener: a declare here would read its connection
+            if replies.amqp:  # mandatory, returned to the listener when unroutable
+                self._send_on(replies.producer, action, reply_to=replies.queue.name)
             else:
                 with self.app.producer_or_acquire() as producer:
                     self._check_route(producer.channel, action.action_type)
@@ -291,6 +302,17 @@ class Bus:
             replies.forget(action.correlation_id)
             raise
         return future, action
+
+    def _send_on(self, producer, action, **options):
+        """Publish an ask on the reply listener's connection; a lost connection fails it at once
+        (the listener reconnects; waiting here would hold the asker past its deadline)."""
+        if producer is None:
+            raise ConnectionError("the connection to the broker is lost (reconnecting)")
+        try:
+            # declared by the listener: a declare here would read its connection from this thread
+            self._send(action, producer, mandatory=True, retry=False, declare=[], **options)
+        except (OSError, AttributeError, OperationalError, AMQPError) as exc:  # a closed channel or socket
+            raise ConnectionError(f"the connection to the broker is lost: {exc}") from exc
 
     def _check_route(self, channel, routing_key):
         check = ROUTE_CHECKS.get(channel.connection.client.transport.driver_type)
@@ -345,7 +367,9 @@ class _ReplyListener(threading.Thread):
         super().__init__(name="nautilus-replies", daemon=True)
         self.app = app
         self.exchange = exchange
+        self.amqp = False  # RabbitMQ: asks are published on this connection (``producer``)
         self.producer = None  # RabbitMQ, while connected: where asks are published
+        self.connection = 0  # counts the connections made: a reply sent before a lost one may be lost
         # Not auto-delete: it must outlive a lost connection; the broker drops it a minute after
         # its last consumer left.
         self.queue = Queue(
@@ -396,10 +420,12 @@ class _ReplyListener(threading.Thread):
         consumer = Consumer(channel, queues=[self.queue], callbacks=[self._on_reply],
                             accept=["json"], no_ack=True)
         with consumer:
-            if connection.transport.driver_type == "amqp":
+            self.amqp = connection.transport.driver_type == "amqp"
+            if self.amqp:
                 producer = Producer(connection.channel(), on_return=self._on_return)
                 self.exchange(producer.channel).declare()
                 self.producer = producer
+            self.connection += 1
             self._ready.set()
             try:
                 while not self._stopping.is_set():
@@ -409,6 +435,7 @@ class _ReplyListener(threading.Thread):
                         continue
             finally:
                 self.producer = None
+                self.connection += 1  # lost (or stopping): asks waiting now may never hear their answer
 
     def _on_return(self, exc, exchange, routing_key, message):
         """The broker returned an ask no queue is bound to: fail it at once."""
