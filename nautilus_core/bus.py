@@ -86,7 +86,7 @@ def reach_broker(connection, timeout=8.0):
     """
     try:
         with connection.clone(connect_timeout=min(timeout, 4.0)) as probe:
-            probe.ensure_connection(max_retries=2, interval_start=0.5, interval_step=1, timeout=timeout)
+            probe.ensure_connection(max_retries=1, interval_start=0.5, timeout=timeout)
     except Exception as exc:  # refused, unknown host, wrong vhost or credentials: all stop the command
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise BrokerUnreachable(f"cannot use the broker at {connection.as_uri()}: {reason}") from None

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from kombu import Connection, Queue, binding
 
-from nautilus_core.actions import Action, deadline_in
+from nautilus_core.actions import ANNOUNCE, Action, deadline_in
 from nautilus_core.bus import actions_exchange, connect
 from nautilus_core.testing import BrokerProxy, virtual_host
 
@@ -245,3 +245,20 @@ def test_no_mutation_answered_service_unavailable_is_applied_after_a_broker_outa
     budget = timedelta(seconds=2)  # the gateway's: each mutation's deadline is its request's start + 2 s
     assert all(at < sent_at[name] + budget for name, at in applied_anyway.items()), (applied_anyway, figures)
     assert len(applied_anyway) <= 1, figures  # at most the one in the worker's hands at the cut
+
+
+def test_a_service_nobody_runs_is_a_no_handler_error_at_once(small_cloud):
+    """An announced service whose queue does not exist: the gateway's ask comes back from RabbitMQ unrouted."""
+    summary = {"name": "ghost", "fields": [{"name": "id", "type": "ID"}, {"name": "name", "type": "String"}],
+               "mutations": [], "version": "1"}
+    small_cloud.bus.publish(ANNOUNCE, summary)
+    eventually(lambda: "ghost" in (graphql(small_cloud.url, "{ _services }")[1].get("data") or {}).get(
+        "_services", []), timeout=20, every=0.2)
+    started = time.monotonic()
+    status, body = graphql(small_cloud.url, "{ ghost { name } ingredient(first: 1) { name } }")
+    elapsed = time.monotonic() - started
+    assert status == 200 and body["data"]["ghost"] is None and body["data"]["ingredient"] is not None
+    error = body["errors"][0]
+    assert error["path"] == ["ghost"] and error["extensions"]["code"] == "no_handler", error
+    assert "no service handles read.ghost.pending" in error["message"]
+    assert elapsed < 1.5, elapsed  # no waiting for the 2 s budget
