@@ -3,15 +3,19 @@
 A QueryContext lives for one request. Rows are loaded through DataLoaders keyed by
 service and filters, so all the rows a level of the query needs from one service come
 in one ask (``pk_in``), whatever the number of parents: a query of depth d costs at
-most d+1 asks per service. Every ask has a timeout; a service that does not answer, or
-answers ``.error``, becomes a GraphQL error at that field while the rest resolves.
+most d+1 asks per service. A request has one time budget (``NAUTILUS_ASK_TIMEOUT``) that
+its asks share: each ask's deadline is the request's, so a later ask gets what is left. A
+service that does not answer, or answers ``.error``, or that nobody runs, becomes a GraphQL
+error at that field while the rest resolves.
 """
+import time
+
 from aiodataloader import DataLoader
 from graphql import GraphQLError
 from kombu.exceptions import OperationalError
 
 from nautilus_core.actions import ERROR, crud_action, status_of
-from nautilus_core.bus import AskTimeout
+from nautilus_core.bus import AskTimeout, NoHandler
 from nautilus_core.filters import argument_types
 from nautilus_core.types import json_value
 
@@ -57,6 +61,8 @@ class QueryContext:
         self.user = user  # the session token's claims, or None
         self.request = request
         self.obey_auth = obey_auth
+        self.budget = gateway.ask_timeout
+        self.deadline = time.monotonic() + self.budget  # shared by every ask of the request
         self._loaders = {}
 
     @property
@@ -70,11 +76,22 @@ class QueryContext:
         if silence is not None:  # it missed its heartbeats: say so now rather than after a timeout
             raise GraphQLError(f"The {service} service is unavailable: it has not announced itself for "
                                f"{silence:.0f}s.", extensions={"code": "service_unavailable", "service": service})
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise GraphQLError(f"The request's time budget ({self.budget:g}s) ran out before the {service} service "
+                               "was asked.", extensions={"code": "deadline_exceeded", "service": service})
         try:
-            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=self.gateway.ask_timeout)
+            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=left)
         except AskTimeout as exc:
-            raise GraphQLError(f"The {service} service did not answer within {exc.timeout:g}s.",
-                               extensions={"code": "service_unavailable", "service": service}) from None
+            if exc.outcome_known or action_type.startswith("read."):  # past its deadline it will not be applied
+                raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s.",
+                                   extensions={"code": "service_unavailable", "service": service}) from None
+            raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s, and the gateway lost "
+                               "its connection to the bus meanwhile: the change may have been made.",
+                               extensions={"code": "outcome_unknown", "service": service}) from None
+        except NoHandler as exc:
+            raise GraphQLError(f"The {service} service is not running: {exc}.",
+                               extensions={"code": "no_handler", "service": service}) from None
         except (OSError, OperationalError) as exc:  # the broker is away: unavailable, not a crash
             raise GraphQLError(f"The {service} service is unavailable: the bus cannot be reached ({exc}).",
                                extensions={"code": "service_unavailable", "service": service}) from None

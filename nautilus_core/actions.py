@@ -8,17 +8,20 @@ spelling types as strings, so a typo cannot create a queue nobody publishes to.
 An action travels as an *envelope*, a JSON object (DESIGN.md §3)::
 
     {"action_type": str, "payload": object, "action_id": uuid, "correlation_id": uuid | null,
-     "sender": str, "sent_at": ISO-8601}
+     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional)}
+
+An ask carries a ``deadline``: past it, a service refuses the action (``deadline_exceeded``)
+instead of applying it, and records the refusal, so an asker that gave up can retry safely.
 """
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 __all__ = [
     "PENDING", "SUCCESS", "ERROR", "CRUD_METHODS",
     "ANNOUNCE", "ROLL_CALL", "QUERY",
     "action_type", "crud_action", "with_status", "status_of", "name_of",
-    "Action", "MalformedAction", "error_payload", "ACTION_ID_LENGTH",
+    "Action", "MalformedAction", "error_payload", "ACTION_ID_LENGTH", "deadline_in", "seconds_left",
 ]
 
 PENDING, SUCCESS, ERROR = "pending", "success", "error"
@@ -98,7 +101,7 @@ class MalformedAction(ValueError):
 # routing key or property (255 bytes) can hold.
 ACTION_ID_LENGTH = 64
 _TEXT_LIMITS = {"action_type": 255, "action_id": ACTION_ID_LENGTH, "correlation_id": 255, "sender": 255,
-                "sent_at": 64}
+                "sent_at": 64, "deadline": 64}
 
 
 def _check_text(raw, key):
@@ -121,6 +124,25 @@ def _now():
     return datetime.now(timezone.utc).isoformat()
 
 
+def deadline_in(seconds):
+    """The deadline ``seconds`` from now, as the envelope carries it (ISO-8601, UTC)."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
+def parse_time(text):
+    """An envelope's ISO-8601 time as an aware datetime (a time without offset is UTC); None if unreadable."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def seconds_left(deadline):
+    """Seconds from now until ``deadline`` (negative once it passed)."""
+    return (parse_time(deadline) - datetime.now(timezone.utc)).total_seconds()
+
+
 def _new_id():
     return str(uuid.uuid4())
 
@@ -133,9 +155,10 @@ class Action:
     correlation_id: str | None = None
     sender: str = ""
     sent_at: str = field(default_factory=_now)
+    deadline: str | None = None  # past it the action must not be applied; only asks carry one
 
     def to_dict(self):
-        return {
+        envelope = {
             "action_type": self.action_type,
             "payload": self.payload,
             "action_id": self.action_id,
@@ -143,6 +166,13 @@ class Action:
             "sender": self.sender,
             "sent_at": self.sent_at,
         }
+        if self.deadline is not None:  # optional: peers that do not know it never see it
+            envelope["deadline"] = self.deadline
+        return envelope
+
+    def expired(self):
+        """Whether the action's deadline has passed (never, without one)."""
+        return self.deadline is not None and seconds_left(self.deadline) < 0
 
     @classmethod
     def from_dict(cls, raw):
@@ -153,7 +183,7 @@ class Action:
         type_ = raw.get("action_type")
         if not isinstance(type_, str) or not type_:
             raise MalformedAction("the envelope has no action_type", raw, layer="envelope")
-        for key in ("action_type", "action_id", "correlation_id", "sender", "sent_at"):
+        for key in ("action_type", "action_id", "correlation_id", "sender", "sent_at", "deadline"):
             if raw.get(key) is not None:
                 _check_text(raw, key)
         payload = raw.get("payload", {})
@@ -161,6 +191,8 @@ class Action:
             raise MalformedAction(
                 f"the payload of {type_} must be a JSON object, not {type(payload).__name__}", raw
             )
+        if raw.get("deadline") is not None and parse_time(raw["deadline"]) is None:
+            raise MalformedAction("the envelope's deadline must be an ISO-8601 time", raw, layer="envelope")
         return cls(
             action_type=type_,
             payload=payload,
@@ -168,6 +200,7 @@ class Action:
             correlation_id=raw.get("correlation_id"),
             sender=raw.get("sender") or "",
             sent_at=raw.get("sent_at") or _now(),
+            deadline=raw.get("deadline"),
         )
 
     def outcome(self, status, payload, sender):

@@ -12,6 +12,13 @@ private reply queue, consumed by a background thread, so asks from many threads
 (or an asyncio loop) share it. The reply queue outlives a lost connection (it expires
 a minute after its last consumer left), so replies sent while the asker reconnects wait.
 
+An ask carries a deadline (its timeout from now) in its envelope and as the message's TTL;
+the asker waits ``grace`` seconds past it for a late answer, then gives up (AskTimeout).
+A service refuses an action past its deadline, so an asker that gave up can retry. An ask
+nobody can receive fails at once (NoHandler): on RabbitMQ it is published ``mandatory``
+on the reply listener's connection, whose thread sees the broker return it; on the embedded
+bus the exchange's bindings are read first (``ROUTE_CHECKS``); elsewhere it times out.
+
 A dead letter (``nautilus.dead``) is a JSON record with the layer at fault and the reason
 (``nautilus_core.intake`` decides), and what it takes to send the message again
 (``Bus.replay``): the body, the routing key, the queue of the service that gave up on it, the
@@ -29,13 +36,15 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 
-from amqp.exceptions import PreconditionFailed
-from kombu import Consumer, Exchange, Queue, binding
+from amqp.exceptions import AMQPError, PreconditionFailed
+from kombu import Consumer, Exchange, Producer, Queue, binding
+from kombu.exceptions import OperationalError
 
-from .actions import Action
+from .actions import Action, deadline_in, seconds_left
 
-__all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "connect", "service_queue", "dead_letter_queue",
-           "declare", "direct_queue", "envelope_of_task_message"]
+__all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker",
+           "connect", "service_queue", "dead_letter_queue", "declare", "direct_queue", "envelope_of_task_message",
+           "ROUTE_CHECKS"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +53,58 @@ QUEUE_TYPES = ("classic", "quorum")
 
 
 class AskTimeout(TimeoutError):
-    """Nobody answered an ask in time."""
+    """Nobody answered an ask in time.
 
-    def __init__(self, action_type, timeout):
+    Past its deadline the action is refused, so it was not applied, unless the asker lost its
+    connection to the broker while it waited (``outcome_known`` False): then an answer may have
+    been lost with it, and the action applied before its deadline.
+    """
+
+    def __init__(self, action_type, timeout, outcome_known=True):
         super().__init__(
             f"No reply to {action_type} within {timeout:g}s: is a service that handles it running?"
+            + ("" if outcome_known else " (the connection to the broker was lost meanwhile: it may have been applied)")
         )
         self.action_type = action_type
         self.timeout = timeout
+        self.outcome_known = outcome_known
+
+
+class NoHandler(LookupError):
+    """No queue is bound to an action type: nobody could answer an ask of it."""
+
+    def __init__(self, action_type):
+        super().__init__(f"no service handles {action_type}")
+        self.action_type = action_type
+
+
+class BrokerUnreachable(ConnectionError):
+    """The broker refused the connection, the virtual host or the credentials: one line says which and why."""
+
+
+def reach_broker(connection, timeout=8.0):
+    """Connect once to a kombu Connection's broker (a couple of quick tries, at most ``timeout`` s).
+
+    Raises BrokerUnreachable naming the broker's URL (its password hidden) and the reason, so a
+    command stops at once instead of retrying a wrong password or virtual host for minutes.
+    """
+    try:
+        with connection.clone(connect_timeout=min(timeout, 4.0)) as probe:
+            probe.ensure_connection(max_retries=1, interval_start=0.5, timeout=timeout)
+    except Exception as exc:  # refused, unknown host, wrong vhost or credentials: all stop the command
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise BrokerUnreachable(f"cannot use the broker at {connection.as_uri()}: {reason}") from None
+
+
+def _bound_in_table(channel, exchange, routing_key):
+    """Embedded bus: whether the exchange's binding table (a shared file) routes ``routing_key``."""
+    return bool(channel.exchange_types["topic"].lookup(channel.get_table(exchange), exchange, routing_key, None))
+
+
+# Per kombu transport (``driver_type``): ``check(channel, exchange name, routing key)`` → whether some
+# queue is bound to the key. RabbitMQ needs none (its asks are mandatory and returned when unroutable);
+# a transport without a check lets an unroutable ask time out.
+ROUTE_CHECKS = {"filesystem": _bound_in_table}
 
 
 def actions_exchange(name):
@@ -147,9 +200,10 @@ class Bus:
     ``sender`` is the service name written into the envelopes this bus sends.
     """
 
-    def __init__(self, app, *, sender, exchange="nautilus.actions", dead_letter_queue="nautilus.dead"):
+    def __init__(self, app, *, sender, exchange="nautilus.actions", dead_letter_queue="nautilus.dead", grace=0.5):
         self.app = app
         self.sender = sender
+        self.grace = grace  # seconds an asker waits past a deadline (see NAUTILUS_DEADLINE_GRACE)
         self.exchange = actions_exchange(exchange)
         self.dead_letter_queue = (dead_letter_queue if isinstance(dead_letter_queue, Queue)
                                   else Queue(dead_letter_queue, durable=True))
@@ -162,30 +216,38 @@ class Bus:
         """The bus of a process with Django settings: exchange and dead-letter queue from ``NAUTILUS``."""
         from .conf import nautilus_settings as s
 
-        return cls(app, sender=sender, exchange=s.EXCHANGE, dead_letter_queue=dead_letter_queue(
+        return cls(app, sender=sender, exchange=s.EXCHANGE, grace=s.DEADLINE_GRACE, dead_letter_queue=dead_letter_queue(
             s.DEAD_LETTER_QUEUE, max_length=s.DEAD_LETTER_MAX_LENGTH, max_age=s.DEAD_LETTER_MAX_AGE))
 
     # -- sending ---------------------------------------------------------------------
 
-    def publish(self, action_type_or_action, payload=None, *, correlation_id=None, reply_to=None):
-        """Publish an action on the exchange; return the Action that was sent."""
-        action = self._action(action_type_or_action, payload, correlation_id)
+    def publish(self, action_type_or_action, payload=None, *, correlation_id=None, reply_to=None, deadline=None):
+        """Publish an action on the exchange; return the Action that was sent.
+
+        ``deadline`` (ISO-8601) is written into the envelope of a new action; an action with a
+        deadline is also published with the time left as its TTL (RabbitMQ drops it unread after).
+        """
+        action = self._action(action_type_or_action, payload, correlation_id, deadline)
         with self.app.producer_or_acquire() as producer:
-            self.app.send_task(
-                TASK_NAME,
-                args=[action.to_dict()],
-                task_id=action.action_id,
-                exchange=self.exchange,
-                routing_key=action.action_type,
-                declare=[self.exchange],
-                reply_to=reply_to,
-                producer=producer,
-                ignore_result=True,
-                # what worker logs show of the call; also spares Celery a saferepr of every payload
-                argsrepr=action.action_type,
-                kwargsrepr="{}",
-            )
+            self._send(action, producer, reply_to=reply_to, declare=[self.exchange])
         return action
+
+    def _send(self, action, producer, **options):
+        if action.deadline is not None:
+            options["expiration"] = max(0.001, seconds_left(action.deadline))  # not 0: RabbitMQ reads "none"
+        self.app.send_task(
+            TASK_NAME,
+            args=[action.to_dict()],
+            task_id=action.action_id,
+            exchange=self.exchange,
+            routing_key=action.action_type,
+            producer=producer,
+            ignore_result=True,
+            # what worker logs show of the call; also spares Celery a saferepr of every payload
+            argsrepr=action.action_type,
+            kwargsrepr="{}",
+            **options,
+        )
 
     def reply(self, reply_to, action):
         """Send an outcome envelope straight to an asker's reply queue."""
@@ -273,39 +335,68 @@ class Bus:
     # -- asking ----------------------------------------------------------------------
 
     def ask(self, action_type, payload=None, *, timeout):
-        """Publish an action and wait for its outcome; return the reply Action.
+        """Publish an action that must be applied within ``timeout`` seconds and wait for its outcome.
 
-        Raises AskTimeout when nobody answers within ``timeout`` seconds.
+        Returns the reply Action. Raises NoHandler when no service handles the type, AskTimeout
+        when no answer came by the deadline (plus ``grace``): the action is then not applied.
         """
-        future, action = self._send_ask(action_type, payload)
+        future, action = self._send_ask(action_type, payload, timeout)
         try:
-            return future.result(timeout)
+            return future.result(timeout + self.grace)
         except FutureTimeout:
-            raise AskTimeout(action.action_type, timeout) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
         finally:
             self._replies.forget(action.correlation_id)
 
     async def ask_async(self, action_type, payload=None, *, timeout):
         """``ask`` for an asyncio caller; many asks can wait at once."""
-        future, action = self._send_ask(action_type, payload)
+        future, action = self._send_ask(action_type, payload, timeout)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:
-            raise AskTimeout(action.action_type, timeout) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
         finally:
             self._replies.forget(action.correlation_id)
 
-    def _send_ask(self, action_type, payload):
+    def _send_ask(self, action_type, payload, timeout=None):
+        """Publish an ask (with a deadline ``timeout`` seconds away, if given); return ``(future, action)``."""
         replies = self._reply_listener()
-        action = self._action(action_type, payload, correlation_id=str(uuid.uuid4()))
+        action = self._action(action_type, payload, str(uuid.uuid4()),
+                              deadline_in(timeout) if timeout is not None else None)
         future = replies.expect(action.correlation_id)
-        self.publish(action, reply_to=replies.queue.name)
+        future.connection = replies.connection  # the answer may be lost if this changes before it arrives
+        try:
+            if replies.amqp:  # mandatory, returned to the listener when unroutable
+                self._send_on(replies.producer, action, reply_to=replies.queue.name)
+            else:
+                with self.app.producer_or_acquire() as producer:
+                    self._check_route(producer.channel, action.action_type)
+                    self._send(action, producer, reply_to=replies.queue.name, declare=[self.exchange])
+        except BaseException:
+            replies.forget(action.correlation_id)
+            raise
         return future, action
+
+    def _send_on(self, producer, action, **options):
+        """Publish an ask on the reply listener's connection; a lost connection fails it at once
+        (the listener reconnects; waiting here would hold the asker past its deadline)."""
+        if producer is None:
+            raise ConnectionError("the connection to the broker is lost (reconnecting)")
+        try:
+            # declared by the listener: a declare here would read its connection from this thread
+            self._send(action, producer, mandatory=True, retry=False, declare=[], **options)
+        except (OSError, AttributeError, OperationalError, AMQPError) as exc:  # a closed channel or socket
+            raise ConnectionError(f"the connection to the broker is lost: {exc}") from exc
+
+    def _check_route(self, channel, routing_key):
+        check = ROUTE_CHECKS.get(channel.connection.client.transport.driver_type)
+        if check is not None and not check(channel, self.exchange.name, routing_key):
+            raise NoHandler(routing_key)
 
     def _reply_listener(self):
         with self._replies_lock:
             if self._replies is None:
-                self._replies = _ReplyListener(self.app)
+                self._replies = _ReplyListener(self.app, self.exchange)
                 self._replies.start()
             return self._replies
 
@@ -314,7 +405,7 @@ class Bus:
             self._replies.stop()
             self._replies = None
 
-    def _action(self, action_type_or_action, payload, correlation_id):
+    def _action(self, action_type_or_action, payload, correlation_id, deadline=None):
         if isinstance(action_type_or_action, Action):
             return action_type_or_action
         return Action(
@@ -322,6 +413,7 @@ class Bus:
             payload=payload if payload is not None else {},
             correlation_id=correlation_id,
             sender=self.sender,
+            deadline=deadline,
         )
 
 
@@ -336,11 +428,22 @@ def connect(broker_url, *, sender, transport_options=None, **kwargs):
 
 
 class _ReplyListener(threading.Thread):
-    """Consumes this process's private reply queue and completes waiting asks."""
+    """Consumes this process's private reply queue and completes waiting asks.
 
-    def __init__(self, app):
+    On RabbitMQ it also offers ``producer``, on a channel of its own connection, for asks:
+    published ``mandatory``, an ask no queue is bound to comes back (basic.return) to this
+    thread, which is reading that connection anyway, and fails at once with NoHandler. Only
+    this thread reads the connection: the producer publishes without confirms and declares
+    nothing (py-amqp serializes the frames written from many threads).
+    """
+
+    def __init__(self, app, exchange):
         super().__init__(name="nautilus-replies", daemon=True)
         self.app = app
+        self.exchange = exchange
+        self.amqp = False  # RabbitMQ: asks are published on this connection (``producer``)
+        self.producer = None  # RabbitMQ, while connected: where asks are published
+        self.connection = 0  # counts the connections made: a reply sent before a lost one may be lost
         # Not auto-delete: it must outlive a lost connection; the broker drops it a minute after
         # its last consumer left.
         self.queue = Queue(
@@ -376,7 +479,8 @@ class _ReplyListener(threading.Thread):
     def run(self):
         while not self._stopping.is_set():
             try:
-                with self.app.connection_for_read() as connection:
+                # no publisher confirms here: waiting for one would read the connection from an asking thread
+                with self.app.connection_for_read(transport_options={"confirm_publish": False}) as connection:
                     self._consume(connection)
             except Exception as exc:  # the broker went away: reconnect, keep the same queue name
                 if self._stopping.is_set():
@@ -390,12 +494,34 @@ class _ReplyListener(threading.Thread):
         consumer = Consumer(channel, queues=[self.queue], callbacks=[self._on_reply],
                             accept=["json"], no_ack=True)
         with consumer:
+            self.amqp = connection.transport.driver_type == "amqp"
+            if self.amqp:
+                producer = Producer(connection.channel(), on_return=self._on_return)
+                self.exchange(producer.channel).declare()
+                self.producer = producer
+            self.connection += 1
             self._ready.set()
-            while not self._stopping.is_set():
-                try:
-                    connection.drain_events(timeout=0.5)
-                except socket.timeout:
-                    continue
+            try:
+                while not self._stopping.is_set():
+                    try:
+                        connection.drain_events(timeout=0.5)
+                    except socket.timeout:
+                        continue
+            finally:
+                self.producer = None
+                self.connection += 1  # lost (or stopping): asks waiting now may never hear their answer
+
+    def _on_return(self, exc, exchange, routing_key, message):
+        """The broker returned an ask no queue is bound to: fail it at once."""
+        try:
+            envelope = envelope_of_task_message(json.loads(message.body))
+            correlation_id = envelope.get("correlation_id") if isinstance(envelope, dict) else None
+        except ValueError:
+            return
+        with self._lock:
+            future = self._pending.pop(correlation_id, None)
+        if future is not None and not future.done():
+            future.set_exception(NoHandler(routing_key))
 
     def _on_reply(self, body, message):
         try:

@@ -22,7 +22,6 @@ the outbox, a retry or a dead letter).
 """
 
 import logging
-from datetime import datetime, timedelta, timezone
 
 from celery import Celery, signals
 from celery.utils.time import get_exponential_backoff_interval
@@ -120,6 +119,7 @@ class ActionConsumer(Consumer):
         message.ack()
 
 
+# the worker's sign of life, to runservice's /health and to the gateway (nautilus_core.heartbeat)
 app.steps["consumer"].add(Heartbeat)
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from .supervisor import Child, stop_all
 
-__all__ = ["ServiceSpec", "discover", "create_databases", "Cloud", "CloudError", "get_json", "PROJECT_DIR"]
+__all__ = ["ServiceSpec", "discover", "create_databases", "Cloud", "CloudError", "get_json", "health_of",
+           "PROJECT_DIR"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -115,6 +116,27 @@ def get_json(url, timeout=2.0):
         return None
 
 
+def health_of(url, timeout=2.0):
+    """``(True, "")`` when the service at ``url`` is ready; else ``(False, what is down)`` from its ``/health``."""
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{url.rstrip('/')}/health",
+                                                           headers={"Accept": "application/json"}),
+                                    timeout=timeout) as response:
+            return response.status == 200, ""
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            return False, f"HTTP {exc.code}"
+        down = [f"{part} {state}" for part, state in body.items()
+                if part in ("worker", "broker", "database") and state not in ("ok", "consuming")]
+        return False, ", ".join(down) or f"HTTP {exc.code}"
+    except OSError:
+        return False, "no answer"
+
+
 class Cloud:
     """Runs a cloud's services as child processes until ``stop``."""
 
@@ -174,7 +196,9 @@ class Cloud:
                     self.say(f"{spec.package} is up on {spec.url} ({time.monotonic() - started:.1f}s)")
                     del waiting[spec]
             if time.monotonic() > deadline:
-                raise CloudError(f"not healthy after {self.timeout}s: {', '.join(s.package for s in waiting)}")
+                why = {spec: health_of(spec.url, timeout=1)[1] for spec in waiting}
+                raise CloudError(f"not healthy after {self.timeout}s: "
+                                 + ", ".join(f"{s.package} ({why[s]})" if why[s] else s.package for s in waiting))
             time.sleep(0.2)
 
     def wait_for_roll_call(self, timeout=30):

@@ -30,8 +30,11 @@ DEFAULTS = {
     # On a quorum queue: deliveries of a message beyond the first after which it goes to the dead-letter
     # queue (a message that kills its worker each time). 0: RabbitMQ's default.
     "DELIVERY_LIMIT": 10,
-    # Seconds an ask waits for its reply before it fails with a clear error.
+    # Seconds an ask waits for its reply before it fails with a clear error; its deadline is then.
     "ASK_TIMEOUT": 5.0,
+    # Seconds an asker waits past an ask's deadline for a late answer: what an answer committed
+    # right at the deadline needs to arrive, and the clock skew between hosts this tolerates.
+    "DEADLINE_GRACE": 0.5,
     # Gateway logins: failures per account and attempts per client address, per window (seconds).
     "LOGIN_FAILURES_PER_ACCOUNT": 5,
     "LOGIN_ATTEMPTS_PER_ADDRESS": 30,

@@ -1,11 +1,36 @@
-"""Run one service as the original ``Service.run`` did: its HTTP API and its action worker."""
+"""Run one service as the original ``Service.run`` did: its HTTP API and its action worker.
+
+The worker is a child process, supervised: when it dies, it is started again after a backoff
+(0.5 s, doubling up to 10 s), with one log line each time. A worker that dies ``GIVE_UP_AFTER``
+times within ``WINDOW`` seconds (it cannot start: a broken setting, a lost database) stops
+``runservice`` with a non-zero exit, so whatever runs it (``cloud up``, systemd, Kubernetes)
+sees the failure. ``current()`` is the supervisor of this process, for ``/health``.
+"""
+import collections
+import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 import uvicorn
 from django.conf import settings
+
+from .heartbeat import HEARTBEAT_ENV
+
+__all__ = ["worker_command", "run_service", "WorkerSupervisor", "current"]
+
+logger = logging.getLogger(__name__)
+
+_current = None
+
+
+def current():
+    """The WorkerSupervisor of this process (None unless it runs ``runservice``)."""
+    return _current
 
 
 def worker_command(service, pool="solo", concurrency=None, loglevel="INFO"):
@@ -17,9 +42,116 @@ def worker_command(service, pool="solo", concurrency=None, loglevel="INFO"):
     return command
 
 
+class WorkerSupervisor(threading.Thread):
+    """Starts the worker, restarts it when it dies, gives up when it keeps dying.
+
+    ``state`` is ``running`` (the process lives), ``restarting`` (it died; a new one starts
+    after the backoff), ``stopped`` (``stop`` was called) or ``gave up``.
+    """
+
+    GIVE_UP_AFTER = 5  # deaths…
+    WINDOW = 60.0  # …within this many seconds
+    FIRST_BACKOFF, MAX_BACKOFF = 0.5, 10.0
+
+    def __init__(self, name, command, env, *, on_give_up, say=None):
+        super().__init__(name=f"{name}-supervisor", daemon=True)
+        self.service_name, self.command, self.on_give_up = name, command, on_give_up
+        self.say = say or (lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
+        self.heartbeat = os.path.join(tempfile.gettempdir(), f"nautilus-heartbeat-{os.getpid()}-{id(self):x}")
+        self.env = {**env, HEARTBEAT_ENV: self.heartbeat}
+        self.process = None
+        self.state = "starting"
+        self.restarts = 0
+        self._deaths = collections.deque()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process else None
+
+    def start_worker(self):
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._forget_heartbeat()  # a dead worker's last beat must not count for the new one
+            self.process = subprocess.Popen(self.command, env=self.env)
+            self.state = "running"
+            return self.process
+
+    def run(self):
+        backoff = self.FIRST_BACKOFF
+        while not self._stopping.is_set():
+            process = self.process or self.start_worker()
+            if process is None:
+                return
+            started = time.monotonic()
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            self._forget_heartbeat()
+            now = time.monotonic()
+            if now - started > self.WINDOW:
+                backoff = self.FIRST_BACKOFF  # it ran a good while: this death is not a crash loop
+            self._deaths.append(now)
+            while self._deaths and now - self._deaths[0] > self.WINDOW:
+                self._deaths.popleft()
+            if len(self._deaths) >= self.GIVE_UP_AFTER:
+                self.state = "gave up"
+                self.say(f"{self.service_name}: the worker (pid {process.pid}) exited with code {code}; it died "
+                         f"{len(self._deaths)} times in {self.WINDOW:g}s: giving up")
+                self.on_give_up()
+                return
+            self.state = "restarting"
+            self.process = None
+            self.say(f"{self.service_name}: the worker (pid {process.pid}) exited with code {code}; "
+                     f"restarting it in {backoff:g}s")
+            if self._stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, self.MAX_BACKOFF)
+            if self.start_worker() is not None:
+                self.restarts += 1
+                self.say(f"{self.service_name}: worker restarted (pid {self.process.pid}, restart {self.restarts})")
+
+    def stop(self, timeout=15):
+        """Stop supervising, then the worker: SIGTERM, SIGKILL after ``timeout`` seconds."""
+        with self._lock:
+            self._stopping.set()
+            self.state = "stopped"
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._forget_heartbeat()
+
+    def _forget_heartbeat(self):
+        try:
+            os.unlink(self.heartbeat)
+        except FileNotFoundError:
+            pass
+
+
 def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout):
+    """Serve HTTP (uvicorn) and supervise a worker until SIGTERM/Ctrl-C; SystemExit(1) if the worker gave up."""
+    global _current
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)}
-    worker = subprocess.Popen(worker_command(service, pool, concurrency), env=env)
+
+    def give_up():  # from the supervisor's thread: stop serving, as SIGTERM does
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def say(text):
+        stdout.write(text + "\n")
+        stdout.flush()
+
+    supervisor = WorkerSupervisor(service.name, worker_command(service, pool, concurrency), env,
+                                  on_give_up=give_up, say=say)
+    supervisor.start_worker()
+    supervisor.start()
+    _current = supervisor
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -27,8 +159,7 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
     # uvicorn shuts down on SIGTERM, then re-raises it to this handler, so the worker is stopped below
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        stdout.write(f"{service.name}: http://{host}:{port}/graphql (worker pid {worker.pid})\n")
-        stdout.flush()
+        say(f"{service.name}: http://{host}:{port}/graphql (worker pid {supervisor.pid})")
         # ASGI, so that the asks of one gateway request wait together
         uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
                     lifespan="off")
@@ -36,10 +167,9 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        gave_up = supervisor.state == "gave up"
+        supervisor.stop()
+        _current = None
         service.cleanup()
+    if gave_up:
+        raise SystemExit(1)

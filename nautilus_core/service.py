@@ -330,6 +330,7 @@ class Service:
 
     def _outcome(self, handler, action):
         """Run the handler; return ``(outcome or None, the events it emitted)``. ActionError propagates."""
+        self._within_deadline(action)
         emitted = []
         token = _emitted.set(emitted)
         try:
@@ -338,9 +339,23 @@ class Service:
             raise _invalid_data(exc) from exc
         finally:
             _emitted.reset(token)
+        self._within_deadline(action)  # again before the commit: the asker stops waiting at the deadline
         if payload is None or status_of(action.action_type) != PENDING:
             return None, emitted
         return action.outcome(SUCCESS, payload, self.name), emitted
+
+    def _within_deadline(self, action):
+        """Refuse an action past its deadline: its asker was told it timed out and may retry it.
+
+        Raised as an ActionError, so the refusal is recorded like any other (a redelivery is
+        answered ``deadline_exceeded`` too), unless the action was applied before: then the
+        record's answer stands.
+        """
+        if action.expired():
+            logger.info("%s refused %s (%s): past its deadline %s", self.name, action.action_type,
+                        action.action_id, action.deadline)
+            raise ActionError(f"{action.action_type} arrived after its deadline ({action.deadline}); "
+                              "it was not applied", "deadline_exceeded", {"deadline": action.deadline})
 
     def _refusal(self, action, exc):
         """The ``.error`` answer to an ActionError (events only get none)."""

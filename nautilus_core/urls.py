@@ -1,14 +1,15 @@
-"""URLs of a service: ``/graphql``, ``/admin/``, ``/health`` and the service's own routes."""
+"""URLs of a service: ``/graphql``, ``/admin/``, ``/health`` (``/health/live``) and the service's own routes."""
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import path
 
 from .service import get_service
-from .views import graphql_view, health
+from .views import graphql_view, health, live
 
 
 def service_urls(service):
-    urls = [path("health", health, name="health"), path("admin/", admin.site.urls)]
+    urls = [path("health", health, name="health"), path("health/live", live, name="health-live"),
+            path("admin/", admin.site.urls)]
     if service is None:
         return urls
     if service.schema is not None:

@@ -1,9 +1,14 @@
-"""HTTP views every service serves: its GraphQL API and a health check."""
+"""HTTP views every service serves: its GraphQL API and its health checks (readiness and liveness)."""
+import threading
+import time
+
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django_graphiql_static.views import GraphiQLOfflineView
 
+from . import runner
+from .heartbeat import heartbeat_age
 from .service import get_service
 
 
@@ -13,11 +18,65 @@ def graphql_view(schema):
 
 
 def health(request):
-    """``/health``: 200 when the service and its database answer, 503 otherwise."""
-    service = get_service()
-    body = {"service": service.name, "version": service.summarize()["version"]}
+    """``/health``: readiness. 200 while the worker consumes and the broker and the database answer;
+    otherwise 503, naming the part that is down. Checked at most once a second (the answer is kept)."""
+    body = _readiness()
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+def live(request):
+    """``/health/live``: liveness. 200 whenever this process serves HTTP (its worker may be restarting)."""
+    return JsonResponse({"status": "alive", "service": get_service().name})
+
+
+# A worker that has not beaten for this long is stuck (a solo-pool worker beats between actions).
+STALE_HEARTBEAT = 10.0
+_readiness_cache = {"at": float("-inf"), "body": None}
+_readiness_lock = threading.Lock()
+
+
+def _readiness(max_age=1.0):
+    with _readiness_lock:
+        if time.monotonic() - _readiness_cache["at"] < max_age:
+            return _readiness_cache["body"]
+        service = get_service()
+        parts = {"worker": _worker_state(), "broker": _broker_state(), "database": _database_state()}
+        down = any(state not in ("ok", "consuming", "not run by this process") for state in parts.values())
+        body = {"service": service.name, "version": service.summarize()["version"],
+                "status": "unavailable" if down else "ok", **parts}
+        _readiness_cache.update(at=time.monotonic(), body=body)
+        return body
+
+
+def _worker_state():
+    supervisor = runner.current()
+    if supervisor is None:
+        return "not run by this process"  # runserver, or a worker started on its own
+    if supervisor.state != "running":
+        return supervisor.state  # restarting, gave up, stopped
+    if supervisor.process is None or supervisor.process.poll() is not None:
+        return "exited"
+    age = heartbeat_age(supervisor.heartbeat)
+    if age is None:
+        return "not consuming"
+    return "consuming" if age < STALE_HEARTBEAT else f"not consuming (no heartbeat for {age:.0f}s)"
+
+
+def _broker_state():
+    from .celery import app
+
     try:
-        connection.ensure_connection()
+        with app.connection_for_write().clone(connect_timeout=1) as probe:
+            probe.connect()
     except Exception as exc:  # the point of a health check is to say so, not to crash
-        return JsonResponse({**body, "status": "unavailable", "database": str(exc)}, status=503)
-    return JsonResponse({**body, "status": "ok"})
+        return f"unreachable: {' '.join(str(exc).split()) or type(exc).__name__}"
+    return "ok"
+
+
+def _database_state():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return f"unreachable: {' '.join(str(exc).split())}"
+    return "ok"

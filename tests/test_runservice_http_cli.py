@@ -115,9 +115,19 @@ def test_cli_publish_and_ask(running):
 
 def test_cli_errors_exit_non_zero_with_a_clear_message(running):
     env = running["env"]
-    timed_out = manage(RECIPES, "ask", "create.nobody.pending", "{}", "--timeout", "0.5", env=env, check=False)
-    assert timed_out.returncode == 1
-    assert "No reply to create.nobody.pending within 0.5s" in timed_out.stderr
+    nobody = manage(RECIPES, "ask", "create.nobody.pending", "{}", "--timeout", "0.5", env=env, check=False)
+    assert nobody.returncode == 1
+    assert "no service handles create.nobody.pending" in nobody.stderr  # issue 12: at once, not after 0.5 s
+
+    published = manage(RECIPES, "publish", "create.recipe.pending", '{"name": "too late"}', "--ttl", "0.001",
+                       env=env).stdout
+    assert ", deadline " in published
+    # answered after the late one (one worker, in order): the late one was refused, not applied
+    read = json.loads(manage(RECIPES, "ask", "read.recipe.pending",
+                             json.dumps({"query": '{ all_models(name: "too late") { pk } }'}), env=env).stdout)
+    assert read["payload"]["data"]["all_models"] == []
+    bad = manage(RECIPES, "publish", "create.recipe.pending", "{}", "--deadline", "soon", env=env, check=False)
+    assert bad.returncode == 1 and "--deadline 'soon' is not an ISO-8601 time" in bad.stderr
 
     refused = manage(RECIPES, "ask", "create.recipe.pending", '{"servings": 2}', env=env, check=False)
     assert refused.returncode == 1 and "name: This field is required." in refused.stderr

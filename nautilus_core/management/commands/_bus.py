@@ -3,13 +3,18 @@ import json
 
 from django.core.management.base import CommandError
 
-from nautilus_core.bus import Bus
+from nautilus_core.bus import Bus, BrokerUnreachable, reach_broker
 from nautilus_core.conf import nautilus_settings
 
 
 def cli_bus():
+    """A bus on the settings' broker; a broker that cannot be used stops the command with one line."""
     from nautilus_core.celery import app
 
+    try:
+        reach_broker(app.connection_for_write())
+    except BrokerUnreachable as exc:
+        raise CommandError(str(exc)) from None
     return Bus.from_settings(app, sender=nautilus_settings.SENDER)
 
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.color import supports_color
 
-from nautilus_core.cloud import PROJECT_DIR, Cloud, CloudError, create_databases, discover, get_json
+from nautilus_core.cloud import PROJECT_DIR, Cloud, CloudError, create_databases, discover, get_json, health_of
 from nautilus_core.supervisor import LogPrinter
 
 DEFAULT_CLOUD = "examples/recipe_book"
@@ -68,6 +68,15 @@ class Command(BaseCommand):
         broker = _without_password(broker) if broker else f"embedded, under {_var_dir() / 'bus'}"
         database = _without_password(database) if database else f"SQLite files under {_var_dir()}"
         self.say(f"bus {broker}; databases {database}")
+        if os.environ.get("NAUTILUS_BROKER_URL"):
+            from kombu import Connection
+
+            from nautilus_core.bus import BrokerUnreachable, reach_broker
+
+            try:
+                reach_broker(Connection(os.environ["NAUTILUS_BROKER_URL"]))
+            except BrokerUnreachable as exc:
+                raise CommandError(str(exc)) from None
         # STATIC_ROOT: the static file middleware warns without it
         (_var_dir() / "static").mkdir(parents=True, exist_ok=True)
         cloud = Cloud(specs, root, printer=self.printer, say=self.say, env=env, var_dir=_var_dir(), timeout=timeout)
@@ -128,31 +137,34 @@ class Command(BaseCommand):
             answers = list(pool.map(_answers, services))
         self.stdout.write(f"gateway {gateway}/graphql knows {len(services)} services")
         self.stdout.write(f"{'service':<20} {'version':<13} {'state':<12} {'answers':<8} url")
-        for service, answer in zip(services, answers):
+        for service, (answer, why) in zip(services, answers):
             state = service.get("state", "up")
             if state != "up":
                 state = f"{state} ({service.get('silent_for')}s)"
             self.stdout.write(f"{service['name']:<20} {service['version']:<13} {state:<12} {answer:<8} "
-                              f"{service.get('url') or '-'}")
+                              f"{service.get('url') or '-'}" + (f"  ({why})" if why else ""))
         # a service the gateway already reports unavailable is news, not a failure of this command
-        if any(answer == "no" and service.get("state", "up") == "up" for service, answer in zip(services, answers)):
+        if any(answer == "no" and service.get("state", "up") == "up"
+               for service, (answer, _) in zip(services, answers)):
             raise CommandError("some services do not answer")
 
 
 def _answers(service):
-    """``yes`` when the service's /health answers (without a URL: a read ask over the bus) within 2 s."""
+    """``("yes", "")`` when the service is ready (its /health; without a URL: a read ask over the bus
+    within 2 s), else ``("no", what is down)``: a dead or restarting worker, the broker, the database."""
     if service.get("url"):
-        return "yes" if get_json(f"{service['url']}/health") is not None else "no"
+        ready, why = health_of(service["url"])
+        return ("yes", "") if ready else ("no", why)
     from nautilus_core.actions import SUCCESS, crud_action
-    from nautilus_core.bus import AskTimeout
+    from nautilus_core.bus import AskTimeout, NoHandler
 
     from ._bus import cli_bus
 
     bus = cli_bus()
     try:
         reply = bus.ask(crud_action("read", service["name"]), {"query": "{ all_models(first: 0) { pk } }"}, timeout=2)
-        return "yes" if reply.action_type == crud_action("read", service["name"], SUCCESS) else "no"
-    except AskTimeout:
-        return "no"
+        return ("yes", "") if reply.action_type == crud_action("read", service["name"], SUCCESS) else ("no", "")
+    except (AskTimeout, NoHandler) as exc:
+        return "no", str(exc)
     finally:
         bus.close()

@@ -1,5 +1,6 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from nautilus_core.bus import BrokerUnreachable, reach_broker
 from nautilus_core.service import get_service
 
 
@@ -12,5 +13,11 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=None, help="worker concurrency (not for solo)")
 
     def handle(self, addrport, pool, concurrency, **options):
+        from nautilus_core.celery import app
+
+        try:  # a wrong URL, virtual host or password stops here, said once, not retried by the worker for minutes
+            reach_broker(app.connection_for_write())
+        except BrokerUnreachable as exc:
+            raise CommandError(str(exc)) from None
         host, _, port = addrport.rpartition(":")
         get_service().run(host=host or "127.0.0.1", port=int(port), pool=pool, concurrency=concurrency)
