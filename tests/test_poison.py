@@ -321,3 +321,13 @@ def test_a_failing_handler_is_still_retried_then_dead_lettered_at_the_handler_la
     letters = dead_letters(broker_url)
     assert [(letter["layer"], letter["attempts"]) for letter in letters] == [("handler", 4)]
     assert faulty.log().count("Retry in") >= 3  # the signed retries were admitted
+
+
+def test_an_unknown_queue_type_is_a_check_error():
+    from django.test import override_settings
+
+    from nautilus_core.checks import check_queues
+
+    with override_settings(NAUTILUS={"QUEUE_TYPE": "stream"}):
+        assert [error.id for error in check_queues()] == ["nautilus.E020"]
+    assert check_queues() == []
