@@ -26,3 +26,16 @@ def check_service(app_configs=None, **kwargs):
             id="nautilus.E002",
         )]
     return list(getattr(service, "check", lambda: [])())
+
+
+@checks.register("nautilus")
+def check_queues(app_configs=None, **kwargs):
+    from .bus import QUEUE_TYPES
+
+    if nautilus_settings.QUEUE_TYPE not in QUEUE_TYPES:
+        return [checks.Error(
+            f"NAUTILUS_QUEUE_TYPE is {nautilus_settings.QUEUE_TYPE!r}.",
+            hint=f"Use one of {', '.join(QUEUE_TYPES)}.",
+            id="nautilus.E020",
+        )]
+    return []

@@ -6,7 +6,7 @@ Every message is checked layer by layer before Celery reads it (``ActionConsumer
 ============== ==================================================================================
 layer          what must hold
 ============== ==================================================================================
-content_type   ``application/json``, UTF-8 (or no encoding named), not compressed
+content_type   ``application/json``, UTF-8 (or no encoding named, or ``binary``), not compressed
 headers        the Celery task headers: ``task`` is ``nautilus.action`` (no other task, not even
                Celery's builtins), ``id`` a string; no Celery feature: no ``eta``, ``countdown``,
                ``expires``, ``timelimit``, ``callbacks``, ``errbacks``, ``chain``, ``chord``,
@@ -99,7 +99,8 @@ def _check_content_type(message):
     if message.content_type != "application/json":
         raise MalformedAction(f"content type {message.content_type!r} is not accepted: JSON only "
                               "(application/json)", layer="content_type")
-    if (message.content_encoding or "utf-8").lower() not in ("utf-8", "utf8"):
+    # "binary": kombu's name for bytes published without an encoding; they are read as UTF-8 all the same
+    if (message.content_encoding or "utf-8").lower() not in ("utf-8", "utf8", "binary"):
         raise MalformedAction(f"content encoding {message.content_encoding!r} is not accepted: UTF-8 only",
                               layer="content_type")
 

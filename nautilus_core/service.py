@@ -315,8 +315,14 @@ class Service:
                 # the refusal is recorded on its own, so a redelivery gets the same answer
                 outcome = self._refusal(action, exc)
                 outbox = [outcome] if outcome is not None else []
-                with transaction.atomic():
-                    HandledAction.record(self.name, action, outcome, outbox)
+                try:
+                    with transaction.atomic():
+                        HandledAction.record(self.name, action, outcome, outbox)
+                except DataError as refused:  # the refusal echoes what the database cannot hold (a NUL)
+                    outcome = self._refusal(action, _invalid_data(refused))
+                    outbox = [outcome] if outcome is not None else []
+                    with transaction.atomic():
+                        HandledAction.record(self.name, action, outcome, outbox)
         except IntegrityError:
             # Recorded already (a redelivery, or another replica got it too): the unique constraint
             # undid this run. Same answer, no second effect, and the outbox goes out again.

@@ -283,7 +283,7 @@ def faulty(cloud):
 
 
 @pytest.mark.parametrize("payload, fragment", [
-    ({"name": "nul \x00 byte"}, "NUL"),  # PostgreSQL text cannot hold NUL
+    ({"name": "nul \x00 byte"}, "NUL"),  # refused by the model's validation (invalid) or by PostgreSQL
     ({"name": "huge", "servings": 2 ** 40}, "out of range"),  # integer column
 ], ids=["nul-byte", "integer-out-of-range"])
 def test_data_the_database_refuses_is_an_error_at_once_never_retried(recipe, module_bus, broker_url, payload,
@@ -299,6 +299,20 @@ def test_data_the_database_refuses_is_an_error_at_once_never_retried(recipe, mod
     assert elapsed < 2, elapsed
     assert dead_letters(broker_url, wait=0.2) == []  # neither retried nor dead-lettered as internal_error
     assert "Retry in" not in recipe.log()
+
+
+def test_a_nul_character_the_handler_writes_unvalidated_is_invalid_data_at_once(faulty, module_bus, broker_url):
+    """The model service's validation refuses a NUL itself (``invalid``); a handler that writes it as it
+    came meets PostgreSQL's refusal (a DataError): answered ``invalid_data`` at once, never retried."""
+    dead_letters(broker_url, wait=0)
+    started = time.monotonic()
+    reply = module_bus.ask("note.faulty.pending", {"name": "nul \x00 byte", "count": 1}, timeout=10)
+    assert time.monotonic() - started < 2
+    assert reply.action_type == "note.faulty.error"
+    assert reply.payload["code"] == "invalid_data" and "NUL" in reply.payload["message"], reply.payload
+    assert reply.payload["details"] == {"error": "DataError"}
+    assert dead_letters(broker_url, wait=0.2) == []
+    assert "Retry in" not in faulty.log()
 
 
 def test_an_integrity_error_of_the_handlers_own_write_is_an_error_never_retried(faulty, module_bus, broker_url):
@@ -321,3 +335,13 @@ def test_a_failing_handler_is_still_retried_then_dead_lettered_at_the_handler_la
     letters = dead_letters(broker_url)
     assert [(letter["layer"], letter["attempts"]) for letter in letters] == [("handler", 4)]
     assert faulty.log().count("Retry in") >= 3  # the signed retries were admitted
+
+
+def test_an_unknown_queue_type_is_a_check_error():
+    from django.test import override_settings
+
+    from nautilus_core.checks import check_queues
+
+    with override_settings(NAUTILUS={"QUEUE_TYPE": "stream"}):
+        assert [error.id for error in check_queues()] == ["nautilus.E020"]
+    assert check_queues() == []
