@@ -40,8 +40,8 @@ from kombu.exceptions import OperationalError
 
 from .actions import Action, deadline_in, seconds_left
 
-__all__ = ["TASK_NAME", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker", "connect", "service_queue", "direct_queue",
-           "envelope_of_task_message", "ROUTE_CHECKS"]
+__all__ = ["TASK_NAME", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker", "connect",
+           "service_queue", "direct_queue", "envelope_of_task_message", "ROUTE_CHECKS"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class Bus:
         try:
             return future.result(timeout + self.grace)
         except FutureTimeout:
-            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connections == future.connections) from None
         finally:
             self._replies.forget(action.correlation_id)
 
@@ -280,7 +280,7 @@ class Bus:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:
-            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connections == future.connections) from None
         finally:
             self._replies.forget(action.correlation_id)
 
@@ -290,7 +290,7 @@ class Bus:
         action = self._action(action_type, payload, str(uuid.uuid4()),
                               deadline_in(timeout) if timeout is not None else None)
         future = replies.expect(action.correlation_id)
-        future.connection = replies.connection  # the answer may be lost if this changes before it arrives
+        future.connections = replies.connections  # its answer may be lost if this changes before it arrives
         try:
             if replies.amqp:  # mandatory, returned to the listener when unroutable
                 self._send_on(replies.producer, action, reply_to=replies.queue.name)
@@ -369,7 +369,7 @@ class _ReplyListener(threading.Thread):
         self.exchange = exchange
         self.amqp = False  # RabbitMQ: asks are published on this connection (``producer``)
         self.producer = None  # RabbitMQ, while connected: where asks are published
-        self.connection = 0  # counts the connections made: a reply sent before a lost one may be lost
+        self.connections = 0  # counts connections made and lost: an answer may be lost with a lost one
         # Not auto-delete: it must outlive a lost connection; the broker drops it a minute after
         # its last consumer left.
         self.queue = Queue(
@@ -425,7 +425,7 @@ class _ReplyListener(threading.Thread):
                 producer = Producer(connection.channel(), on_return=self._on_return)
                 self.exchange(producer.channel).declare()
                 self.producer = producer
-            self.connection += 1
+            self.connections += 1
             self._ready.set()
             try:
                 while not self._stopping.is_set():
@@ -435,7 +435,7 @@ class _ReplyListener(threading.Thread):
                         continue
             finally:
                 self.producer = None
-                self.connection += 1  # lost (or stopping): asks waiting now may never hear their answer
+                self.connections += 1  # lost (or stopping): asks waiting now may never hear their answer
 
     def _on_return(self, exc, exchange, routing_key, message):
         """The broker returned an ask no queue is bound to: fail it at once."""

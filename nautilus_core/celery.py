@@ -122,5 +122,5 @@ def _cleanup(**kwargs):
     get_service().cleanup()
 
 
-# runservice's /health knows the worker consumes from this step's heartbeat (nautilus_core.heartbeat)
-app.steps["consumer"].add("nautilus_core.heartbeat:Heartbeat")
+# runservice's /health knows the worker consumes from this step's file (nautilus_core.consuming)
+app.steps["consumer"].add("nautilus_core.consuming:ConsumingFile")
