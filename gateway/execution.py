@@ -69,14 +69,18 @@ class QueryContext:
     def user_id(self):
         return str(self.user["user_id"]) if self.user and self.user.get("user_id") is not None else None
 
-    async def ask(self, action_type, payload):
-        """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it."""
+    async def ask(self, action_type, payload, undo=False):
+        """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it.
+
+        An ``undo`` (the compensation of a change the request made) gets a whole budget of its own:
+        it must not be skipped because the request's ran out.
+        """
         service = action_type.split(".")[1]
         silence = self.snapshot.silence(service)
         if silence is not None:  # it missed its heartbeats: say so now rather than after a timeout
             raise GraphQLError(f"The {service} service is unavailable: it has not announced itself for "
                                f"{silence:.0f}s.", extensions={"code": "service_unavailable", "service": service})
-        left = self.deadline - time.monotonic()
+        left = self.budget if undo else self.deadline - time.monotonic()
         if left <= 0:
             raise GraphQLError(f"The request's time budget ({self.budget:g}s) ran out before the {service} service "
                                "was asked.", extensions={"code": "deadline_exceeded", "service": service})

@@ -213,7 +213,7 @@ class APIGateway(Service):
             credential = await sync_to_async(_create_credential)(user["pk"], password)
         except Exception:
             logger.exception("could not keep the credential of %s %s; deleting it again", self.user_service, user["pk"])
-            await context.ask(crud_action("delete", self.user_service), {"id": user["pk"]})
+            await context.ask(crud_action("delete", self.user_service), {"id": user["pk"]}, undo=True)
             raise AuthError("The registration failed and nothing was kept; try again.", "registration_failed") \
                 from None
         return await self._session(credential, user)

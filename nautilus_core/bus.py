@@ -344,7 +344,7 @@ class Bus:
         try:
             return future.result(timeout + self.grace)
         except FutureTimeout:
-            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connections == future.connections) from None
         finally:
             self._replies.forget(action.correlation_id)
 
@@ -354,7 +354,7 @@ class Bus:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:
-            raise AskTimeout(action.action_type, timeout, self._replies.connection == future.connection) from None
+            raise AskTimeout(action.action_type, timeout, self._replies.connections == future.connections) from None
         finally:
             self._replies.forget(action.correlation_id)
 
@@ -364,7 +364,7 @@ class Bus:
         action = self._action(action_type, payload, str(uuid.uuid4()),
                               deadline_in(timeout) if timeout is not None else None)
         future = replies.expect(action.correlation_id)
-        future.connection = replies.connection  # the answer may be lost if this changes before it arrives
+        future.connections = replies.connections  # its answer may be lost if this changes before it arrives
         try:
             if replies.amqp:  # mandatory, returned to the listener when unroutable
                 self._send_on(replies.producer, action, reply_to=replies.queue.name)
@@ -443,7 +443,7 @@ class _ReplyListener(threading.Thread):
         self.exchange = exchange
         self.amqp = False  # RabbitMQ: asks are published on this connection (``producer``)
         self.producer = None  # RabbitMQ, while connected: where asks are published
-        self.connection = 0  # counts the connections made: a reply sent before a lost one may be lost
+        self.connections = 0  # counts connections made and lost: an answer may be lost with a lost one
         # Not auto-delete: it must outlive a lost connection; the broker drops it a minute after
         # its last consumer left.
         self.queue = Queue(
@@ -499,7 +499,7 @@ class _ReplyListener(threading.Thread):
                 producer = Producer(connection.channel(), on_return=self._on_return)
                 self.exchange(producer.channel).declare()
                 self.producer = producer
-            self.connection += 1
+            self.connections += 1
             self._ready.set()
             try:
                 while not self._stopping.is_set():
@@ -509,7 +509,7 @@ class _ReplyListener(threading.Thread):
                         continue
             finally:
                 self.producer = None
-                self.connection += 1  # lost (or stopping): asks waiting now may never hear their answer
+                self.connections += 1  # lost (or stopping): asks waiting now may never hear their answer
 
     def _on_return(self, exc, exchange, routing_key, message):
         """The broker returned an ask no queue is bound to: fail it at once."""

@@ -119,7 +119,7 @@ class ActionConsumer(Consumer):
         message.ack()
 
 
-# the worker's sign of life, to runservice's /health and to the gateway (nautilus_core.heartbeat)
+# the service's announcements every NAUTILUS["HEARTBEAT"] seconds, for the gateway (nautilus_core.heartbeat)
 app.steps["consumer"].add(Heartbeat)
 
 
@@ -150,3 +150,7 @@ def _cleanup(**kwargs):
     from .service import get_service
 
     get_service().cleanup()
+
+
+# runservice's /health knows the worker consumes from this step's file (nautilus_core.consuming)
+app.steps["consumer"].add("nautilus_core.consuming:ConsumingFile")

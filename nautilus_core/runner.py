@@ -19,7 +19,7 @@ import time
 import uvicorn
 from django.conf import settings
 
-from .heartbeat import HEARTBEAT_ENV
+from .consuming import CONSUMING_FILE_ENV
 
 __all__ = ["worker_command", "run_service", "WorkerSupervisor", "current"]
 
@@ -57,8 +57,8 @@ class WorkerSupervisor(threading.Thread):
         super().__init__(name=f"{name}-supervisor", daemon=True)
         self.service_name, self.command, self.on_give_up = name, command, on_give_up
         self.say = say or (lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
-        self.heartbeat = os.path.join(tempfile.gettempdir(), f"nautilus-heartbeat-{os.getpid()}-{id(self):x}")
-        self.env = {**env, HEARTBEAT_ENV: self.heartbeat}
+        self.consuming_file = os.path.join(tempfile.gettempdir(), f"nautilus-consuming-{os.getpid()}-{id(self):x}")
+        self.env = {**env, CONSUMING_FILE_ENV: self.consuming_file}
         self.process = None
         self.state = "starting"
         self.restarts = 0
@@ -74,7 +74,7 @@ class WorkerSupervisor(threading.Thread):
         with self._lock:
             if self._stopping.is_set():
                 return None
-            self._forget_heartbeat()  # a dead worker's last beat must not count for the new one
+            self._forget_consuming_file()  # a dead worker's last touch must not count for the new one
             self.process = subprocess.Popen(self.command, env=self.env)
             self.state = "running"
             return self.process
@@ -89,7 +89,7 @@ class WorkerSupervisor(threading.Thread):
             code = process.wait()
             if self._stopping.is_set():
                 return
-            self._forget_heartbeat()
+            self._forget_consuming_file()
             now = time.monotonic()
             if now - started > self.WINDOW:
                 backoff = self.FIRST_BACKOFF  # it ran a good while: this death is not a crash loop
@@ -126,11 +126,11 @@ class WorkerSupervisor(threading.Thread):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self._forget_heartbeat()
+        self._forget_consuming_file()
 
-    def _forget_heartbeat(self):
+    def _forget_consuming_file(self):
         try:
-            os.unlink(self.heartbeat)
+            os.unlink(self.consuming_file)
         except FileNotFoundError:
             pass
 

@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from graphene_django_graphiql_static.views import GraphiQLOfflineView
 
 from . import runner
-from .heartbeat import heartbeat_age
+from .consuming import consuming_file_age
 from .service import get_service
 
 
@@ -29,8 +29,9 @@ def live(request):
     return JsonResponse({"status": "alive", "service": get_service().name})
 
 
-# A worker that has not beaten for this long is stuck (a solo-pool worker beats between actions).
-STALE_HEARTBEAT = 10.0
+# A worker that has not touched its consuming file for this long is stuck (a solo-pool worker
+# touches it between actions).
+STALE_AFTER = 10.0
 _readiness_cache = {"at": float("-inf"), "body": None}
 _readiness_lock = threading.Lock()
 
@@ -56,10 +57,10 @@ def _worker_state():
         return supervisor.state  # restarting, gave up, stopped
     if supervisor.process is None or supervisor.process.poll() is not None:
         return "exited"
-    age = heartbeat_age(supervisor.heartbeat)
+    age = consuming_file_age(supervisor.consuming_file)
     if age is None:
         return "not consuming"
-    return "consuming" if age < STALE_HEARTBEAT else f"not consuming (no heartbeat for {age:.0f}s)"
+    return "consuming" if age < STALE_AFTER else f"not consuming (stuck for {age:.0f}s)"
 
 
 def _broker_state():

@@ -115,6 +115,7 @@ def run_cloud(env):
                                 env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert re.search(r"^recipe\s+\w{12}\s+up\s+yes\s+http://", status.stdout, re.M), status.stdout
+        kill_a_worker_and_see_it_restarted(cloud, url, env)
     finally:
         code = cloud.stop()
     assert code == 0, cloud.output()[-4000:]
@@ -122,6 +123,32 @@ def run_cloud(env):
     left = [pid for pid in cloud.pids if alive(pid)]
     assert not left, f"processes left behind: {left}"
     return cloud
+
+
+def kill_a_worker_and_see_it_restarted(cloud, url, env):
+    """kill -9 of the recipe service's worker: `cloud status` says so until its runservice restarts it."""
+    def cmdline(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    worker = next(pid for pid in descendants(cloud.process.pid)
+                  if b"celery" in cmdline(pid) and b"--hostname=recipe." in cmdline(pid))
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        status = subprocess.run([sys.executable, "manage.py", "cloud", "status", "--gateway", url], cwd=PROJECT_DIR,
+                                env=env, capture_output=True, text=True, timeout=60)
+        if re.search(r"^recipe\s+\w{12}\s+no\s+http://\S+\s+\(worker ", status.stdout, re.M):
+            break
+        assert time.monotonic() < deadline, status.stdout
+    assert status.returncode == 1 and "some services do not answer" in status.stderr
+    while "recipe: worker restarted" not in cloud.output() or get_json(f"{url}/?format=json") is None:
+        assert time.monotonic() < deadline + 30, cloud.output()[-3000:]
+        time.sleep(0.2)
+    assert re.search(r"recipes\s+\| recipe: the worker \(pid \d+\) exited with code -9; restarting it in",
+                     cloud.output()), cloud.output()[-3000:]
 
 
 def base_env(tmp_path, **extra):

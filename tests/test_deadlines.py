@@ -18,9 +18,11 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from kombu import Connection, Queue, binding
 
-from nautilus_core.actions import ANNOUNCE, Action, deadline_in
+from nautilus_core.actions import ANNOUNCE, Action, MalformedAction, deadline_in
 from nautilus_core.bus import actions_exchange, connect
 from nautilus_core.testing import BrokerProxy, virtual_host
 
@@ -262,3 +264,37 @@ def test_a_service_nobody_runs_is_a_no_handler_error_at_once(small_cloud):
     assert error["path"] == ["ghost"] and error["extensions"]["code"] == "no_handler", error
     assert "no service handles read.ghost.pending" in error["message"]
     assert elapsed < 1.5, elapsed  # no waiting for the 2 s budget
+
+
+# -- the envelope's deadline, as received ----------------------------------------------------------
+
+
+OFFSETS = [timezone.utc, timezone(timedelta(hours=-11)), timezone(timedelta(hours=5, minutes=30))]
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.sampled_from(OFFSETS)))
+def test_a_deadline_is_read_in_any_offset(moment):
+    action = Action.from_dict({"action_type": "create.recipe.pending", "deadline": moment.isoformat()})
+    assert action.deadline == moment.isoformat()
+    assert action.expired() == (moment < datetime.now(timezone.utc))
+    assert action.to_dict()["deadline"] == moment.isoformat()
+
+
+@given(st.one_of(st.text(), st.integers(), st.floats(), st.booleans(), st.lists(st.integers()),
+                 st.dictionaries(st.text(), st.text())))
+def test_a_deadline_that_is_not_an_iso_time_is_refused(value):
+    try:
+        readable = isinstance(value, str) and datetime.fromisoformat(value) is not None
+    except ValueError:
+        readable = False
+    if readable:
+        return  # hypothesis found a real ISO time: read above
+    with pytest.raises(MalformedAction, match="deadline"):
+        Action.from_dict({"action_type": "create.recipe.pending", "deadline": value})
+
+
+def test_an_envelope_without_a_deadline_is_never_late():
+    action = Action.from_dict({"action_type": "create.recipe.pending", "payload": {}})
+    assert action.deadline is None and not action.expired() and "deadline" not in action.to_dict()
+    naive = Action.from_dict({"action_type": "create.recipe.pending", "deadline": "2000-01-01T00:00:00"})
+    assert naive.expired()  # a time without offset is UTC

@@ -2,10 +2,10 @@
 import uuid
 
 import pytest
-from kombu import Connection, Producer
+from kombu import Connection, Producer, Queue, binding
 
 from nautilus_core.actions import ANNOUNCE, ROLL_CALL
-from nautilus_core.bus import AskTimeout, actions_exchange
+from nautilus_core.bus import AskTimeout, NoHandler, actions_exchange
 from nautilus_core.testing import dead_letters
 
 pytestmark = pytest.mark.usefixtures("recipe_service")
@@ -200,6 +200,17 @@ def test_roll_call_is_answered_with_the_summary(bus, recorder):
     assert summary["version"]
 
 
-def test_ask_nobody_answers_times_out(bus):
-    with pytest.raises(AskTimeout, match=r"No reply to create.nobody.pending within 0.5s"):
+def test_ask_nobody_answers_times_out(bus, broker_url):
+    # issue 12: no queue bound to the type fails at once, a bound queue nobody consumes times out
+    with pytest.raises(NoHandler, match=r"no service handles create.nobody.pending"):
         bus.ask("create.nobody.pending", {}, timeout=0.5)
+    exchange = actions_exchange("nautilus.actions")
+    queue = Queue("nautilus.test-nobody", exchange=exchange, bindings=[binding(exchange, "create.nobody.pending")])
+    with Connection(broker_url) as conn:
+        bound = queue(conn.channel())
+        bound.declare()
+        try:
+            with pytest.raises(AskTimeout, match=r"No reply to create.nobody.pending within 0.5s"):
+                bus.ask("create.nobody.pending", {}, timeout=0.5)
+        finally:
+            bound.delete()

@@ -18,6 +18,7 @@ from nautilus_core.cloud import health_of
 from nautilus_core.testing import BrokerProxy
 
 from .conftest import RECIPES
+from .test_deadlines import eventually
 
 
 def get(url):
@@ -32,14 +33,6 @@ def worker_pids(service):
     """The worker PIDs runservice has started so far, oldest first."""
     return [int(pid) for pid in re.findall(r"worker pid (\d+)|worker restarted \(pid (\d+)", service.log())
             for pid in pid if pid]
-
-
-def wait_for(condition, timeout=60, every=0.05):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(every)
-    return result
 
 
 def test_a_killed_worker_is_restarted_and_health_says_so_meanwhile(cloud, bus):
@@ -60,9 +53,9 @@ def test_a_killed_worker_is_restarted_and_health_says_so_meanwhile(cloud, bus):
     try:
         killed = time.monotonic()
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: len(worker_pids(service)) == 2, timeout=30)
+        eventually(lambda: len(worker_pids(service)) == 2, timeout=30)
         restarted = time.monotonic() + 1.0  # /health keeps its answer for a second
-        wait_for(lambda: any(at > restarted and status == 200 for at, status, *_ in seen), timeout=60)
+        eventually(lambda: any(at > restarted and status == 200 for at, status, *_ in seen), timeout=60)
     finally:
         stop.set()
         poller.join(10)
@@ -85,7 +78,7 @@ def test_runservice_gives_up_on_a_worker_that_keeps_dying(cloud):
     service = cloud.start(RECIPES, http=True)
     started = time.monotonic()
     for deaths in range(1, 6):
-        pids = wait_for(lambda: worker_pids(service) if len(worker_pids(service)) == deaths else None, timeout=30)
+        pids = eventually(lambda: worker_pids(service) if len(worker_pids(service)) == deaths else None, timeout=30)
         os.kill(pids[-1], signal.SIGKILL)
     code = service.process.wait(60)
     assert code == 1, service.log()[-2000:]
@@ -98,11 +91,11 @@ def test_health_names_the_broker_when_it_is_away(cloud, broker_url):
     try:
         service = cloud.start(RECIPES, http=True, env={**cloud.env(RECIPES), "NAUTILUS_BROKER_URL": proxy.url(broker_url)})
         proxy.cut()
-        status, body = wait_for(lambda: (answer := get(f"{service.url}/health"))[0] == 503 and answer, timeout=20)
+        status, body = eventually(lambda: (answer := get(f"{service.url}/health"))[0] == 503 and answer, timeout=20)
         assert body["status"] == "unavailable" and body["broker"].startswith("unreachable"), body
         assert body["database"] == "ok"
         proxy.restore()
-        wait_for(lambda: get(f"{service.url}/health")[0] == 200, timeout=60, every=0.2)
+        eventually(lambda: get(f"{service.url}/health")[0] == 200, timeout=60, every=0.2)
         service.stop()
     finally:
         proxy.close()
