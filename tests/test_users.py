@@ -182,6 +182,12 @@ def test_async_auth_criteria_filter_top_level_and_nested_rows(recipe_book):
     signed_in = graphql(url, query, headers=session)[1]["data"]
     assert signed_in["recipe"] == [{"name": "open stew"}, {"name": "secret stew"}]
     assert signed_in["ingredient"] == [{"recipes": [{"name": "open stew"}, {"name": "secret stew"}]}]
+    # with a Python criterion the gateway pages the rows it keeps: a page of visible rows, never a short one
+    first = '{ recipe(name_in: ["secret stew", "open stew"], order_by: ["-name"], first: 1) { name } ' \
+            'ingredient(name: "secret salt") { recipes(order_by: ["-name"], first: 1) { name } } }'
+    assert graphql(url, first)[1]["data"] == {"recipe": [{"name": "open stew"}],
+                                              "ingredient": [{"recipes": [{"name": "open stew"}]}]}
+    assert graphql(url, first, headers=session)[1]["data"]["recipe"] == [{"name": "secret stew"}]
 
 
 def test_logins_are_throttled_per_client_address(recipe_book):
