@@ -6,11 +6,10 @@ asking services over the bus, forwards mutations as actions, and handles users::
 
     class RecipeBookAPI(nautilus.APIGateway):
         public_mutations = {"createIngredient"}      # every other mutation needs a session token
-        owners = {"recipe": "owner"}                 # a recipe is changed only by its owner
+        owners = {"recipe": "owner"}                 # set by the gateway; a recipe is changed only by its owner
+        read_rules = {"user": {"pk": {"_eq": "$user_id"}}}  # users read their own row only
 
-        @nautilus.auth_criteria("user")
-        def only_themselves(self, model, user_id):  # which user rows a user may read
-            return model["pk"] == user_id
+Who may read and write what is ``gateway/authorization.py``.
 """
 import logging
 

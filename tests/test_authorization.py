@@ -182,3 +182,11 @@ def test_no_answer_depends_on_a_hidden_row(book, hidden, order_by, first, last, 
     assert data["with"] == data["without"]
     assert data["x"] == data["y"]
     assert book["hidden"] not in {row["pk"] for row in data["with"] + data["x"][0]["recipes"]}
+
+
+def test_the_readmes_rules_are_the_code_that_runs():
+    from nautilus_core.testing import PROJECT_DIR
+
+    readme = (PROJECT_DIR / "README.md").read_text()
+    code = (PROJECT_DIR / "examples" / "recipe_book" / "gateway" / "services.py").read_text()
+    assert f"```python\n{code}```" in readme
