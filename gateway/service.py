@@ -14,6 +14,7 @@ Who may read and write what is ``gateway/authorization.py``.
 import logging
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core import checks
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.contrib.auth.hashers import make_password
@@ -22,6 +23,7 @@ from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, SUCCESS, crud_acti
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
+from nautilus_core.rules import RuleError, validate_rule
 from nautilus_core.service import ActionError, Service, on_action
 from nautilus_core.types import json_value
 
@@ -80,6 +82,17 @@ class APIGateway(Service):
     @on_action(ROLL_CALL, record=False)
     def answer_roll_call(self, action):
         Service.announce(self)  # not self.announce(): a roll call must not start another one
+
+    def check(self):
+        """``manage.py check``: every read rule has the shape of ``nautilus_core.rules`` (nautilus.E030)."""
+        errors = []
+        for service, rule in self.read_rules.items():
+            try:
+                validate_rule(rule, f"read_rules[{service!r}]")
+            except RuleError as exc:
+                errors.append(checks.Error(str(exc), hint="See the README, 'Users and authorization'.",
+                                           obj=type(self), id="nautilus.E030"))
+        return errors
 
     def get_handlers(self):
         handlers = super().get_handlers()

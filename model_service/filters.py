@@ -101,7 +101,9 @@ def _rule_q(model, rule):
         if key == "_and":
             conditions.append(reduce(and_, [_rule_q(model, item) for item in value], Q()))
         elif key == "_or":
-            conditions.append(reduce(or_, [_rule_q(model, item) for item in value], _NOTHING))
+            alternatives = [_rule_q(model, item) for item in value]
+            # Q() holds for every row, but Q() | x is x in Django: an empty alternative makes the _or hold
+            conditions.append(Q() if any(not q for q in alternatives) else reduce(or_, alternatives, _NOTHING))
         elif key == "_not":
             inner = _rule_q(model, value)
             conditions.append(~inner if inner else _NOTHING)  # ~Q() would keep every row

@@ -190,3 +190,19 @@ def test_the_readmes_rules_are_the_code_that_runs():
     readme = (PROJECT_DIR / "README.md").read_text()
     code = (PROJECT_DIR / "examples" / "recipe_book" / "gateway" / "services.py").read_text()
     assert f"```python\n{code}```" in readme
+
+
+def test_a_misshapen_read_rule_fails_the_system_checks():
+    from examples.recipe_book.gateway.services import RecipeBookAPI
+
+    class Broken(RecipeBookAPI):
+        read_rules = {"recipe": {"_or": {"private": {"_eq": False}}}, "user": {"pk": {"_like": "%"}},
+                      "ingredient": {"name": "salt"}}
+
+    assert RecipeBookAPI().check() == []
+    errors = Broken().check()
+    assert [e.id for e in errors] == ["nautilus.E030"] * 3
+    assert [e.msg for e in errors] == [
+        "read_rules['recipe']._or must be a list of rules",
+        "read_rules['user'].pk: unknown operator '_like' (known: _eq, _neq, _gt, _gte, _lt, _lte, _in, _nin, _is_null)",
+        "read_rules['ingredient'].name must be an object of operators, e.g. {\"_eq\": …}"]
