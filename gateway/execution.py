@@ -19,6 +19,8 @@ from nautilus_core.bus import AskTimeout, NoHandler
 from nautilus_core.filters import argument_types
 from nautilus_core.types import json_value
 
+from .authorization import read_rule
+
 __all__ = ["QueryContext", "read_query", "page"]
 
 def read_query(summary, filters, fields=None):
@@ -37,6 +39,11 @@ def page(rows, first=None, last=None, offset=None, order_by=None):
     def sort_key(name):
         return lambda row: (row.get(name) is None, row.get(name) if name != "pk" else _pk_order(row["pk"]))
 
+    for name, value in (("first", first), ("last", last), ("offset", offset)):  # as model_service.filters says
+        if value is not None and value < 0:
+            raise GraphQLError(f"{name} must not be negative.")
+    if first is not None and last is not None:
+        raise GraphQLError("first and last cannot be used together.")
     rows = sorted(rows, key=sort_key("pk"))
     for entry in reversed(order_by or []):
         rows.sort(key=sort_key(entry.lstrip("+-")), reverse=entry.startswith("-"))
@@ -105,12 +112,15 @@ class QueryContext:
                 "details": reply.payload.get("details", {})})
         return reply.payload
 
-    async def read(self, service, filters, fields=None):
-        """One ask for the rows of ``service`` matching ``filters``."""
+    async def read(self, service, filters, fields=None, as_caller=True):
+        """One ask for the rows of ``service`` matching ``filters`` (``as_caller``: that the caller may read)."""
         summary = self.snapshot.service(service)
         variables = {name: json_value(value) for name, value in filters.items()}
-        result = await self.ask(crud_action("read", service),
-                                {"query": read_query(summary, variables, fields), "variables": variables})
+        payload = {"query": read_query(summary, variables, fields), "variables": variables}
+        where = read_rule(self, service) if as_caller else None
+        if where is not None:
+            payload["where"] = where  # the service pages within it (gateway/authorization.py)
+        result = await self.ask(crud_action("read", service), payload)
         if result.get("errors"):
             raise GraphQLError(result["errors"][0]["message"], extensions={"service": service})
         return result["data"]["all_models"]

@@ -19,6 +19,7 @@ from nautilus_core.actions import crud_action, name_of
 from nautilus_core.filters import filter_arguments
 from nautilus_core.types import wire_scalar
 
+from .authorization import owner_inputs
 from .users import user_mutations
 
 __all__ = ["Link", "links_of", "build_schema"]
@@ -92,8 +93,8 @@ def build_schema(snapshot, gateway):
                                             resolver=_read(name))
     query = type("Query", (graphene.ObjectType,), query_fields)
     hidden = {crud_action("create", gateway.user_service)}  # registerUser replaces it: a user needs a password
-    mutation_fields = {name: _mutation_field(mutation, types) for name, mutation in snapshot.mutations.items()
-                       if mutation["event"] not in hidden}
+    mutation_fields = {name: _mutation_field(mutation, types, hidden_inputs=owner_inputs(gateway, mutation))
+                       for name, mutation in snapshot.mutations.items() if mutation["event"] not in hidden}
     mutation_fields.update(user_mutations(snapshot, types, gateway))
     mutation = type("Mutation", (graphene.ObjectType,), mutation_fields) if mutation_fields else None
     return graphene.Schema(query=query, mutation=mutation, auto_camelcase=False)
@@ -113,7 +114,7 @@ def _follow(link):
     return resolve
 
 
-def _mutation_field(mutation, types):
+def _mutation_field(mutation, types, hidden_inputs=()):
     service = name_of(mutation["event"])
     outputs = {}
     for output in mutation.get("outputs", []):
@@ -124,7 +125,7 @@ def _mutation_field(mutation, types):
     payload_type = type(f"{mutation['name'][:1].upper()}{mutation['name'][1:]}Payload", (graphene.ObjectType,),
                         outputs)
     arguments = {i["name"]: graphene.Argument(wire_scalar(i["type"]), required=bool(i.get("required")))
-                 for i in mutation.get("inputs", [])}
+                 for i in mutation.get("inputs", []) if i["name"] not in hidden_inputs}  # the gateway sets those
 
     async def resolve(root, info, **args):
         return await info.context.gateway.mutation_resolver(info.context, mutation, args)

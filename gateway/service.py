@@ -6,28 +6,30 @@ asking services over the bus, forwards mutations as actions, and handles users::
 
     class RecipeBookAPI(nautilus.APIGateway):
         public_mutations = {"createIngredient"}      # every other mutation needs a session token
-        owners = {"recipe": "owner"}                 # a recipe is changed only by its owner
+        owners = {"recipe": "owner"}                 # set by the gateway; a recipe is changed only by its owner
+        read_rules = {"user": {"pk": {"_eq": "$user_id"}}}  # users read their own row only
 
-        @nautilus.auth_criteria("user")
-        def only_themselves(self, model, user_id):  # which user rows a user may read
-            return model["pk"] == user_id
+Who may read and write what is ``gateway/authorization.py``.
 """
-import inspect
 import logging
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core import checks
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.contrib.auth.hashers import make_password
 
-from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, MalformedAction, crud_action, name_of
+from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, SUCCESS, MalformedAction, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
+from nautilus_core.rules import RuleError, validate_rule
 from nautilus_core.service import ActionError, Service, on_action
 from nautilus_core.types import json_value
 
-from .auth import AuthError, Throttle, criteria_of, issue_tokens, read_session, revoke_session, rotate_tokens
+from . import authorization
+from .auth import (AuthError, Throttle, criteria_of, forget_user, issue_tokens, read_session, refresh_claims,
+                   revoke_session, rotate_tokens)
 from .execution import QueryContext, page
 from .registry import registry, validate_summary
 from .schema import build_schema
@@ -48,7 +50,13 @@ class APIGateway(Service):
     #: mutations anyone may call without a session token (the user mutations always are)
     public_mutations = frozenset()
     #: ``{service: field}``: rows of that service are created for, and changed only by, the user in ``field``
+    #: (the gateway sets it; clients cannot); ``"pk"`` when the row is the user itself
     owners = {}
+    #: ``{service: rule}``: the rows of that service a user may read, as data the service evaluates in the
+    #: query that pages (``nautilus_core.rules``: ``{"owner": {"_eq": "$user_id"}}``)
+    read_rules = {}
+    #: ``{connection: [column, …]}``: whose owners may link, change and unlink (default: its ``from`` column)
+    connection_owners = {}
 
     def asgi_handler(self):
         from .asgi import GatewayASGIHandler
@@ -78,6 +86,27 @@ class APIGateway(Service):
     def heartbeat(self):
         """Nothing to beat for: gateways do not record each other, and a roll call per beat would make
         every service announce itself twice as often."""
+
+    def check(self):
+        """``manage.py check``: every read rule has the shape of ``nautilus_core.rules`` (nautilus.E030)."""
+        errors = []
+        for service, rule in self.read_rules.items():
+            try:
+                validate_rule(rule, f"read_rules[{service!r}]")
+            except RuleError as exc:
+                errors.append(checks.Error(str(exc), hint="See the README, 'Users and authorization'.",
+                                           obj=type(self), id="nautilus.E030"))
+        return errors
+
+    def get_handlers(self):
+        handlers = super().get_handlers()
+        # a user deleted in its service (through this gateway or not) has its sessions ended
+        handlers[crud_action("delete", self.user_service, SUCCESS)] = self.forget_deleted_user
+        return handlers
+
+    @on_action(record=False)
+    def forget_deleted_user(self, action):
+        forget_user(action.payload.get("id"))
 
     @on_action(ANNOUNCE, record=False)
     def record_announcement(self, action):
@@ -128,8 +157,15 @@ class APIGateway(Service):
     # -- resolvers (the original's names; override to change how the cloud is asked) --
 
     async def object_resolver(self, context, object_name, filters):
-        """The rows of ``object_name`` matching the query's filters (one ask) that the user may read."""
-        return await self.readable(context, object_name, await context.read(object_name, filters))
+        """The rows of ``object_name`` matching the query's filters that the user may read (one ask).
+
+        The read rule goes with the ask, so the service pages visible rows; with a Python
+        criterion the gateway reads without paging, keeps what it allows, then pages.
+        """
+        if not authorization.has_criteria(context, object_name):
+            return await context.read(object_name, filters)
+        paging = {name: filters.pop(name) for name in PAGING_ARGUMENTS if name in filters}
+        return page(await self.readable(context, object_name, await context.read(object_name, filters)), **paging)
 
     async def connection_resolver(self, context, link, row, filters):
         """The rows a connection links to ``row``: batched per level with every other row's."""
@@ -144,6 +180,8 @@ class APIGateway(Service):
         args = await self.authorize(context, mutation, dict(args))
         result = await context.ask(mutation["event"], {name: json_value(value) for name, value in args.items()})
         service = name_of(mutation["event"])
+        if mutation["event"] == crud_action("delete", self.user_service):
+            await sync_to_async(forget_user)(result.get("id"))  # its sessions end now, not when the event arrives
         outputs = {}
         for output in mutation.get("outputs", []):
             if isinstance(output["type"], dict):
@@ -152,43 +190,23 @@ class APIGateway(Service):
                 outputs[output["name"]] = result.get(output["name"])
         return outputs
 
-    # -- authorization ---------------------------------------------------------------
+    # -- authorization (gateway/authorization.py) ----------------------------------------
 
     async def readable(self, context, service, rows):
         """The rows the request's user may read, by the service's ``@auth_criteria`` (if any)."""
-        criteria = self.auth_criteria.get(service)
-        if criteria is None or not context.obey_auth:
-            return rows
-        user_id = context.user_id
-        kept = []
-        for row in rows:
-            verdict = criteria(model=row, user_id=user_id)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-            if verdict:
-                kept.append(row)
-        return kept
+        return await authorization.readable(context, service, rows)
 
     async def authorize(self, context, mutation, args):
-        """Refuse a mutation without a session (unless public) or on a row of someone else."""
-        if mutation["name"] in self.public_mutations:
-            return args
-        if context.user_id is None:
-            raise AuthError(f"Log in to call {mutation['name']}: send 'Authorization: Bearer <sessionToken>'.",
-                            "unauthenticated")
-        service = name_of(mutation["event"])
-        field = self.owners.get(service)
-        if field is None:
-            return args
-        method = mutation["event"].split(".")[0]
-        if method == "create":
-            if field in args and str(args[field]) != context.user_id:
-                raise AuthError(f"A {service} can only be created for yourself.", "forbidden")
-            return {**args, field: context.user_id}
-        rows = await context.read(service, {"pk": args.get("id")})
-        if rows and str(rows[0].get(field) if field != "pk" else rows[0]["pk"]) != context.user_id:
-            raise AuthError(f"Only its owner may {method} this {service}.", "forbidden")
+        """The arguments to send for ``mutation``; refused without a session (unless public), on a row of
+        someone else (``forbidden``) or on one the user may not read (``not_found``, as if it did not exist)."""
+        args = await authorization.authorize(context, mutation, args)
+        if name_of(mutation["event"]) == self.user_service and self.login_field in args:
+            args[self.login_field] = self.normalize_login(args[self.login_field])
         return args
+
+    def normalize_login(self, value):
+        """The login field as kept and compared: emails are one account whatever their case."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     # -- users (the original's names) --------------------------------------------------
 
@@ -206,6 +224,13 @@ class APIGateway(Service):
             await sync_to_async(validate_password)(password)
         except ValidationError as exc:
             raise AuthError(" ".join(exc.messages), "invalid_password") from None
+        if self.login_field in fields:
+            fields[self.login_field] = self.normalize_login(fields[self.login_field])
+        quiet = nautilus_settings.QUIET_REGISTRATION
+        if quiet and await context.read(self.user_service, {self.login_field: fields.get(self.login_field)},
+                                        as_caller=False):
+            await sync_to_async(make_password)(password)  # about as slow as keeping a new credential
+            return _QUIET_REGISTRATION
         user = await context.ask(crud_action("create", self.user_service),
                                  {name: json_value(value) for name, value in fields.items()})
         user["pk"] = str(context.snapshot.pk_of(self.user_service, user))
@@ -216,7 +241,7 @@ class APIGateway(Service):
             await context.ask(crud_action("delete", self.user_service), {"id": user["pk"]}, undo=True)
             raise AuthError("The registration failed and nothing was kept; try again.", "registration_failed") \
                 from None
-        return await self._session(credential, user)
+        return _QUIET_REGISTRATION if quiet else await self._session(credential, user)
 
     async def login_user(self, context, password, **identity):
         """Open a session for the user with this login field and password.
@@ -226,10 +251,11 @@ class APIGateway(Service):
         from .models import Credential
 
         (field, value), = identity.items()
+        value = self.normalize_login(value) if field == self.login_field else value
         address = context.request.META.get("REMOTE_ADDR", "") if context.request else ""
         throttle = Throttle(str(value), address)
         await sync_to_async(throttle.check)()
-        rows = await context.read(self.user_service, {field: value})
+        rows = await context.read(self.user_service, {field: value}, as_caller=False)
         credential = None
         if len(rows) == 1:
             credential = await sync_to_async(Credential.objects.filter(user_id=str(rows[0]["pk"]),
@@ -244,6 +270,10 @@ class APIGateway(Service):
         return await self._session(credential, rows[0])
 
     async def refresh_session(self, context, refreshToken):  # noqa: N803  (the GraphQL argument)
+        user_id = (await sync_to_async(refresh_claims)(refreshToken)).get("user_id")
+        if not await context.read(self.user_service, {"pk": user_id}, as_caller=False):
+            await sync_to_async(forget_user)(user_id)  # deleted without a word to the gateway (e.g. in its admin)
+            raise AuthError("This account is no longer active. Log in again.", "invalid_token")
         access, refresh = await sync_to_async(rotate_tokens)(refreshToken)
         return {"sessionToken": access, "refreshToken": refresh}
 
@@ -254,6 +284,10 @@ class APIGateway(Service):
     async def _session(self, credential, user):
         access, refresh = await sync_to_async(issue_tokens)(credential, self.user_session(user))
         return {self.user_service: user, "sessionToken": access, "refreshToken": refresh}
+
+
+# registerUser's answer with QUIET_REGISTRATION, whether the login was free or taken: log in next
+_QUIET_REGISTRATION = {"sessionToken": None, "refreshToken": None}
 
 
 def _create_credential(user_id, password):

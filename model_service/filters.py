@@ -4,16 +4,29 @@
 (``pk`` only as a whole name), ``first``, ``last``, ``offset`` (``0`` is honoured), and
 ``order_by`` with ``+f`` / ``-f`` / ``f`` entries. ``last: n`` gives the final n rows of
 the ordering, still in that order.
+
+A read may carry a row rule (``nautilus_core.rules``, the caller's read permission): it
+filters the same query, so ordering and paging see only the rows the caller may read.
 """
+from functools import reduce
+from operator import and_, or_
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
 from graphql import GraphQLError
+
+from nautilus_core.rules import RuleError, validate_rule
 
 from .fields import field_lookup
 
-__all__ = ["filter_model"]
+__all__ = ["filter_model", "rule_filter"]
+
+_NOTHING = Q(pk__in=[])  # a condition no row meets (Q() is one every row meets)
+_LOOKUPS = {"_eq": "exact", "_gt": "gt", "_gte": "gte", "_lt": "lt", "_lte": "lte", "_in": "in"}
 
 
-def filter_model(model, args):
-    """Apply ``all_models`` arguments to the model's rows; return a list."""
+def filter_model(model, args, where=None):
+    """Apply ``all_models`` arguments, within the rows ``where`` allows, to the model's rows; return a list."""
     args = dict(args)
     first, last, offset = args.pop("first", None), args.pop("last", None), args.pop("offset", None)
     order_by = args.pop("order_by", None)
@@ -23,7 +36,13 @@ def filter_model(model, args):
     if first is not None and last is not None:
         raise GraphQLError("first and last cannot be used together.")
 
-    rows = model._default_manager.filter(**_lookups(model, args)).order_by(*_ordering(model, order_by))
+    rows = model._default_manager.filter(**_lookups(model, args))
+    if where is not None:
+        try:
+            rows = rows.filter(rule_filter(model, where))
+        except (ValidationError, ValueError, TypeError) as exc:
+            raise GraphQLError(f"The read rule does not fit {model.__name__}: {exc}") from None
+    rows = rows.order_by(*_ordering(model, order_by))
     if last is not None:
         rows = rows.reverse()
     start = offset or 0
@@ -65,3 +84,44 @@ def _field(model, name):
     if field is None:
         raise GraphQLError(f"{model.__name__} has no field {name!r}.")
     return field
+
+
+def rule_filter(model, rule):
+    """The Django ``Q`` of a row rule (``nautilus_core.rules``); GraphQLError if it does not fit the model."""
+    try:
+        validate_rule(rule)
+    except RuleError as exc:
+        raise GraphQLError(f"Invalid read rule: {exc}") from None
+    return _rule_q(model, rule)
+
+
+def _rule_q(model, rule):
+    conditions = []
+    for key, value in rule.items():
+        if key == "_and":
+            conditions.append(reduce(and_, [_rule_q(model, item) for item in value], Q()))
+        elif key == "_or":
+            alternatives = [_rule_q(model, item) for item in value]
+            # Q() holds for every row, but Q() | x is x in Django: an empty alternative makes the _or hold
+            conditions.append(Q() if any(not q for q in alternatives) else reduce(or_, alternatives, _NOTHING))
+        elif key == "_not":
+            inner = _rule_q(model, value)
+            conditions.append(~inner if inner else _NOTHING)  # ~Q() would keep every row
+        else:
+            column = "pk" if key == "pk" else _field(model, key).attname
+            conditions.extend(_comparison(column, operator, operand) for operator, operand in value.items())
+    return reduce(and_, conditions, Q())
+
+
+def _comparison(column, operator, operand):
+    if operator == "_is_null":
+        return Q(**{f"{column}__isnull": operand})
+    if operator in ("_in", "_nin"):
+        operand = [item for item in operand if item is not None]
+    elif operand is None:
+        return _NOTHING  # as in SQL, nothing equals (or differs from, or exceeds) null
+    if operator == "_neq":
+        return Q(**{f"{column}__isnull": False}) & ~Q(**{column: operand})
+    if operator == "_nin":
+        return Q(**{f"{column}__isnull": False}) & ~Q(**{f"{column}__in": operand})
+    return Q(**{f"{column}__{_LOOKUPS[operator]}": operand})

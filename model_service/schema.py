@@ -7,9 +7,16 @@ from nautilus_core.types import scalar
 from .fields import field_value, graphql_type, model_fields
 from .filters import filter_model
 
-__all__ = ["ROOT_QUERY", "create_model_schema", "model_object_type"]
+__all__ = ["ROOT_QUERY", "ReadContext", "create_model_schema", "model_object_type"]
 
 ROOT_QUERY = "all_models"
+
+
+class ReadContext:
+    """The context of a read from the bus: the row rule (``where``) it carries, if any."""
+
+    def __init__(self, where=None):
+        self.where = where
 
 
 def _resolver(field):
@@ -28,7 +35,8 @@ def create_model_schema(model):
     object_type = model_object_type(model)
 
     def resolve_all_models(root, info, **args):
-        return filter_model(model, args)
+        # a read from the bus may carry the caller's row rule (ModelService.read): paging counts visible rows only
+        return filter_model(model, args, where=getattr(info.context, "where", None))
 
     arguments = filter_arguments([(f.name, graphql_type(f)) for f in model_fields(model)], scalar)
     query = type("Query", (graphene.ObjectType,), {

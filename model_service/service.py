@@ -15,7 +15,7 @@ from nautilus_core.graphql import execute_query
 from nautilus_core.service import ActionError, Service, ServiceMisconfigured, normalize_name, on_action
 
 from .fields import UnsupportedField, field_lookup, graphql_type, model_fields, parse_input, record_of, required_fields
-from .schema import create_model_schema
+from .schema import ReadContext, create_model_schema
 
 __all__ = ["ModelService"]
 
@@ -60,8 +60,9 @@ class ModelService(Service):
 
     def summarize(self, **extra):
         fields = [{"name": f.name, "type": graphql_type(f)} for f in model_fields(self.model)]
+        # read_rules: its reads apply a "where" row rule (model_service.filters), so a gateway may send one
         return super().summarize(pk=self.model._meta.pk.name, fields=fields, mutations=self.mutation_summaries(),
-                                 **extra)
+                                 read_rules=True, **extra)
 
     def mutation_summaries(self):
         pk = self.model._meta.pk
@@ -97,9 +98,11 @@ class ModelService(Service):
     @on_action(record=False)
     def read(self, action):
         query, variables = action.payload.get("query"), action.payload.get("variables") or {}
-        if not isinstance(query, str) or not isinstance(variables, dict):
-            raise ActionError('A read needs {"query": "<GraphQL>", "variables": {…}}.', "invalid_query")
-        result = execute_query(self.schema, query, variables)
+        where = action.payload.get("where")
+        if not isinstance(query, str) or not isinstance(variables, dict) or not isinstance(where, (dict, type(None))):
+            raise ActionError('A read needs {"query": "<GraphQL>", "variables": {…}} (and maybe "where": {…}).',
+                              "invalid_query")
+        result = execute_query(self.schema, query, variables, context=ReadContext(where))
         errors = [error.formatted for error in result.errors or ()]
         if result.data is None:
             raise ActionError(errors[0]["message"] if errors else "The query failed.", "invalid_query",

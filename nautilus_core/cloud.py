@@ -106,10 +106,11 @@ def create_databases(specs, say):
                 say(f"created the PostgreSQL database {db['NAME']}")
 
 
-def get_json(url, timeout=2.0):
+def get_json(url, timeout=2.0, headers=None):
     """``GET url`` as JSON; None when it does not answer 200 in time."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"}),
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json",
+                                                                         **(headers or {})}),
                                     timeout=timeout) as response:
             return json.loads(response.read()) if response.status == 200 else None
     except (OSError, ValueError):

@@ -39,6 +39,15 @@ DEFAULTS = {
     "LOGIN_FAILURES_PER_ACCOUNT": 5,
     "LOGIN_ATTEMPTS_PER_ADDRESS": 30,
     "LOGIN_THROTTLE_WINDOW": 300.0,
+    # Gateway sessions: seconds from login after which a session ends, however often it was refreshed.
+    "SESSION_MAX_LIFETIME": 30 * 86400.0,
+    # registerUser answers the same whether or not the login is taken (and opens no session: log in next).
+    "QUIET_REGISTRATION": False,
+    # The token that opens a service's own HTTP API (/graphql) to internal callers, sent as the header
+    # X-Nautilus-Internal-Token; by default one derived from the secret key (nautilus_core.internal).
+    "INTERNAL_TOKEN": None,
+    # Serve each service's own /graphql to anyone, on purpose (by default: staff or the internal token).
+    "OPEN_SERVICE_APIS": False,
     # The service name put in the envelope's "sender" by processes that run no service.
     "SENDER": "cli",
     # Where this service's HTTP API answers, announced as "url" (the gateway's index links to it).
@@ -57,6 +66,13 @@ DEFAULTS = {
 }
 
 
+def _parse(raw, default):
+    """An environment value as the type of its default ("1"/"true"/"yes" for booleans)."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return type(default)(raw) if default is not None else raw
+
+
 class NautilusSettings:
     def __init__(self, defaults):
         self._defaults = defaults
@@ -72,7 +88,7 @@ class NautilusSettings:
                 value = user[name]
             elif f"NAUTILUS_{name}" in os.environ:
                 raw = os.environ[f"NAUTILUS_{name}"]
-                value = type(default)(raw) if default is not None else raw
+                value = _parse(raw, default)
             else:
                 value = default
             self._cache[name] = value

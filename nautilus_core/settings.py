@@ -13,10 +13,12 @@ A service's settings module starts from these and names its service::
 Environment: ``NAUTILUS_BROKER_URL`` (default: an embedded file-backed bus under
 ``var/bus``), ``DATABASE_URL`` (default: one SQLite file per service under ``var/``;
 ``{service}`` in the URL is replaced by the service's database name),
-``NAUTILUS_SECRET_KEY`` (required unless ``NAUTILUS_DEMO=1``), ``NAUTILUS_ASK_TIMEOUT``,
+``NAUTILUS_SECRET_KEY`` (required; with ``NAUTILUS_DEMO=1`` and neither a broker nor a database
+server, a random key kept in ``var/secret_key``), ``NAUTILUS_ASK_TIMEOUT``,
 ``NAUTILUS_DEBUG``.
 """
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -29,13 +31,48 @@ VAR_DIR = Path(os.environ.get("NAUTILUS_VAR_DIR", BASE_DIR / "var"))
 DEBUG = os.environ.get("NAUTILUS_DEBUG", "") == "1"
 # The demo (the example cloud on a laptop) may run without a secret; nothing else may.
 NAUTILUS_DEMO = os.environ.get("NAUTILUS_DEMO", "") == "1"
-SECRET_KEY = os.environ.get("NAUTILUS_SECRET_KEY") or (
-    "insecure-nautilus-demo-key-do-not-use-in-production" if NAUTILUS_DEMO else ""
-)
+
+
+def _servers():
+    """The servers this process would talk to (a shared broker or database): no demo key with those."""
+    broker, database = os.environ.get("NAUTILUS_BROKER_URL", ""), os.environ.get("DATABASE_URL", "")
+    return [url.split(":", 1)[0] for url in (broker, database)
+            if url and not url.startswith(("filesystem:", "memory:", "sqlite:"))]
+
+
+def demo_secret_key(var_dir):
+    """The demo's key: random, made once and kept in ``<var_dir>/secret_key`` (mode 0600) for every
+    process of the demo. Written to a temporary file and linked into place, so a process that loses
+    the race to make it reads the winner's whole key."""
+    path = Path(var_dir) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".secret_key.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process of the demo made it first
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = os.environ.get("NAUTILUS_SECRET_KEY", "")
+if not SECRET_KEY and _servers():
+    raise ImproperlyConfigured(
+        f"NAUTILUS_SECRET_KEY is not set, and this service uses a server ({', '.join(_servers())}): the demo's "
+        "key is for a cloud on one machine only. Set NAUTILUS_SECRET_KEY (the same long random value for every "
+        "service of the cloud), e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
+if not SECRET_KEY and NAUTILUS_DEMO:
+    SECRET_KEY = demo_secret_key(VAR_DIR)
 if not SECRET_KEY:
     raise ImproperlyConfigured(
         "NAUTILUS_SECRET_KEY is not set. Set it in the environment "
-        "(or NAUTILUS_DEMO=1 to run the demo cloud with an insecure key)."
+        "(or NAUTILUS_DEMO=1 to run the demo cloud with a random key kept under NAUTILUS_VAR_DIR)."
     )
 ALLOWED_HOSTS = os.environ.get("NAUTILUS_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 

@@ -1,8 +1,10 @@
-"""URLs of a service: ``/graphql``, ``/admin/``, ``/health`` (``/health/live``) and the service's own routes."""
+"""URLs of a service: ``/graphql`` (internal: ``nautilus_core.internal``), ``/admin/``, ``/health``
+(``/health/live``) and the service's own routes."""
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import path
 
+from .internal import internal
 from .service import get_service
 from .views import graphql_view, health, live
 
@@ -13,7 +15,8 @@ def service_urls(service):
     if service is None:
         return urls
     if service.schema is not None:
-        urls.append(path("graphql", graphql_view(service.schema), name="graphql"))
+        # the service's own API reads every row, unfiltered: internal unless opened on purpose
+        urls.append(path("graphql", internal(graphql_view(service.schema)), name="graphql"))
     for route, view, config in service.get_routes():
         view = view.as_view(**config) if hasattr(view, "as_view") else view
         urls.append(path(route, view))

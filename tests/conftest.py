@@ -10,11 +10,16 @@ import uuid
 import pytest
 
 from nautilus_core.bus import connect
+from nautilus_core.internal import HEADER, derive_internal_token
 from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
 RUN_ID = uuid.uuid4().hex[:8]
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+
+SECRET_KEY = "tests-only"  # every service the tests start shares it
+# a service's own /graphql is internal (nautilus_core.internal): the tests are the cloud's inside
+INTERNAL = {HEADER: derive_internal_token(SECRET_KEY)}
 
 RECIPES = "examples.recipe_book.recipes.settings"
 INGREDIENTS = "examples.recipe_book.ingredients.settings"
@@ -54,7 +59,7 @@ class Cloud:
         return {
             "NAUTILUS_BROKER_URL": self.broker_url,
             "DATABASE_URL": database_url or self.databases.create(settings.rsplit(".", 2)[-2]),
-            "NAUTILUS_SECRET_KEY": "tests-only",
+            "NAUTILUS_SECRET_KEY": SECRET_KEY,
         }
 
     def start(self, settings, workers=1, env=None, http=False):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from nautilus_core.cloud import get_json
+from nautilus_core.internal import HEADER, derive_internal_token
 from nautilus_core.testing import PROJECT_DIR
 
 from .conftest import DATABASE_URL, bearer, graphql, register
@@ -109,6 +110,10 @@ def run_cloud(env):
         assert len(cloud.pids) >= 10, cloud.pids  # five services, each HTTP + a worker
         index = get_json(f"{url}/?format=json")
         assert {s["name"] for s in index["services"]} >= {"recipe", "ingredient", "ingredients"}
+        assert not any(s["url"] or s["graphql"] or s["admin"] for s in index["services"])  # internal addresses
+        # the cloud's inside (its key, the demo's kept under var/) sees them
+        key = env.get("NAUTILUS_SECRET_KEY") or (Path(env["NAUTILUS_VAR_DIR"]) / "secret_key").read_text().strip()
+        index = get_json(f"{url}/?format=json", headers={HEADER: derive_internal_token(key)})
         assert all(s["url"] and s["admin"].endswith("/admin/") for s in index["services"])
         exercise(url)
         status = subprocess.run([sys.executable, "manage.py", "cloud", "status", "--gateway", url], cwd=PROJECT_DIR,

@@ -196,7 +196,8 @@ def test_roll_call_is_answered_with_the_summary(bus, recorder):
     assert summary["mutations"][0]["event"] == "create.recipe.pending"
     create_inputs = {i["name"]: i["required"] for i in summary["mutations"][0]["inputs"]}
     assert create_inputs == {"name": True, "description": False, "servings": False, "minutes": False,
-                             "vegetarian": False}
+                             "vegetarian": False, "owner": False, "private": False}  # the gateway hides owner
+    assert summary["read_rules"] is True
     assert summary["version"]
 
 

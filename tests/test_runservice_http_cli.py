@@ -12,7 +12,7 @@ import pytest
 
 from nautilus_core.testing import ServiceProcess, free_port, manage
 
-from .conftest import RECIPES
+from .conftest import INTERNAL, RECIPES
 
 
 def get(url, headers=None, data=None):
@@ -47,22 +47,22 @@ def test_graphql_get_and_post(running, bus):
     bus.ask("create.recipe.pending", {"name": "over http"}, timeout=10)  # the runservice worker answers
     query = "{ all_models(name: \"over http\") { name servings } }"
     status, _, body = get(f"{running['base']}/graphql?" + urllib.parse.urlencode({"query": query}),
-                          headers={"Accept": "application/json"})
+                          headers={"Accept": "application/json", **INTERNAL})
     assert status == 200 and json.loads(body) == {"data": {"all_models": [{"name": "over http", "servings": 1}]}}
 
     payload = json.dumps({"query": "query($n: String) { all_models(name: $n) { name } }",
                           "variables": {"n": "over http"}}).encode()
     status, _, body = get(f"{running['base']}/graphql", data=payload,
-                          headers={"Content-Type": "application/json", "Accept": "application/json"})
+                          headers={"Content-Type": "application/json", "Accept": "application/json", **INTERNAL})
     assert status == 200 and json.loads(body) == {"data": {"all_models": [{"name": "over http"}]}}
 
     status, _, body = get(f"{running['base']}/graphql", data=json.dumps({"query": "{ nope }"}).encode(),
-                          headers={"Content-Type": "application/json", "Accept": "application/json"})
+                          headers={"Content-Type": "application/json", "Accept": "application/json", **INTERNAL})
     assert status == 400 and "Cannot query field 'nope'" in body
 
 
 def test_graphiql_assets_are_served_locally(running):
-    status, _, page = get(f"{running['base']}/graphql", headers={"Accept": "text/html"})
+    status, _, page = get(f"{running['base']}/graphql", headers={"Accept": "text/html", **INTERNAL})
     assert status == 200 and "graphiql" in page.lower()
     scripts = re.findall(r'src="([^"]+)"', page)
     assert scripts and all(src.startswith("/static/") for src in scripts), scripts
@@ -70,6 +70,33 @@ def test_graphiql_assets_are_served_locally(running):
     for src in scripts:
         status, _, _ = get(running["base"] + src)
         assert status == 200, src
+
+
+def test_the_services_own_api_is_internal(running, bus):
+    """Issue 14: a service's /graphql reads every row; only staff and the cloud's own tools may use it."""
+    bus.ask("create.recipe.pending", {"name": "kept inside"}, timeout=10)
+    payload = json.dumps({"query": "{ all_models { name } }"}).encode()
+    for headers in ({}, {"X-Nautilus-Internal-Token": "guess"}, {"X-Nautilus-Internal-Token": ""},
+                    {"Authorization": f"Bearer {INTERNAL['X-Nautilus-Internal-Token']}"}):
+        status, _, body = get(f"{running['base']}/graphql", data=payload,
+                              headers={"Content-Type": "application/json", **headers})
+        assert status == 403 and "kept inside" not in body and "internal" in json.loads(body)["errors"][0]["message"]
+    status, headers, _ = get(f"{running['base']}/graphql?" + urllib.parse.urlencode({"query": "{ all_models { name } }"}))
+    assert status == 403
+    # a browser is sent to the admin's login (staff sign in there)
+    request = urllib.request.Request(f"{running['base']}/graphql", headers={"Accept": "text/html"})
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(request, timeout=10)
+    assert redirect.value.code == 302 and redirect.value.headers["Location"].startswith("/admin/login/?next=")
+    status, _, body = get(f"{running['base']}/graphql", data=payload,
+                          headers={"Content-Type": "application/json", **INTERNAL})
+    assert status == 200 and "kept inside" in body
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def test_admin_and_health(running):

@@ -50,18 +50,23 @@ def test_register_login_query_refresh_logout_cycle(recipe_book):
     status, body = graphql(url, 'mutation($id: ID!) { updateUser(id: $id, first_name: "Al") { user { first_name } } }',
                            {"id": alice["user"]["id"]}, headers=bearer(logged_in))
     assert body["data"] == {"updateUser": {"user": {"first_name": "Al"}}}
+    # bob's row is one alice cannot read: as if there were none (issue 14: not "forbidden")
     status, body = graphql(url, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', {"id": bob["user"]["id"]},
                            headers=bearer(logged_in))
-    assert error_of(body) == ("Only its owner may delete this user.", "forbidden")
+    assert error_of(body) == (f"There is no user with id '{bob['user']['id']}'.", "not_found")
 
     # refresh rotates: the new pair works, the old refresh token does not
     rotated = graphql(url, REFRESH, {"t": logged_in["refreshToken"]})[1]["data"]["refreshSession"]
     assert rotated["refreshToken"] != logged_in["refreshToken"]
-    assert "Token is blacklisted" in error_of(graphql(url, REFRESH, {"t": logged_in["refreshToken"]})[1])[0]
     assert graphql(url, "{ user { email } }", headers=bearer(rotated))[1]["data"]["user"] == [
         {"email": "alice@example.com"}]
 
+    # using the old refresh token again is a replay: it is refused and ends the session (test_sessions.py)
+    assert "used before" in error_of(graphql(url, REFRESH, {"t": logged_in["refreshToken"]})[1])[0]
+    assert error_of(graphql(url, "{ user { email } }", headers=bearer(rotated))[1])[1] == "invalid_token"
+
     # logout: the refresh token and the session's access tokens are refused from now on
+    rotated = login(url, "alice@example.com")["data"]["loginUser"]
     assert graphql(url, LOGOUT, {"t": rotated["refreshToken"]})[1]["data"] == {"logoutUser": {"ok": True}}
     assert error_of(graphql(url, REFRESH, {"t": rotated["refreshToken"]})[1])[1] == "invalid_token"
     message, code = error_of(graphql(url, "{ user { email } }", headers=bearer(rotated))[1])
@@ -177,6 +182,12 @@ def test_async_auth_criteria_filter_top_level_and_nested_rows(recipe_book):
     signed_in = graphql(url, query, headers=session)[1]["data"]
     assert signed_in["recipe"] == [{"name": "open stew"}, {"name": "secret stew"}]
     assert signed_in["ingredient"] == [{"recipes": [{"name": "open stew"}, {"name": "secret stew"}]}]
+    # with a Python criterion the gateway pages the rows it keeps: a page of visible rows, never a short one
+    first = '{ recipe(name_in: ["secret stew", "open stew"], order_by: ["-name"], first: 1) { name } ' \
+            'ingredient(name: "secret salt") { recipes(order_by: ["-name"], first: 1) { name } } }'
+    assert graphql(url, first)[1]["data"] == {"recipe": [{"name": "open stew"}],
+                                              "ingredient": [{"recipes": [{"name": "open stew"}]}]}
+    assert graphql(url, first, headers=session)[1]["data"]["recipe"] == [{"name": "secret stew"}]
 
 
 def test_logins_are_throttled_per_client_address(recipe_book):

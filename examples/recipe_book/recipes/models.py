@@ -8,6 +8,10 @@ class Recipe(models.Model):
     minutes = models.PositiveIntegerField(null=True, blank=True)
     vegetarian = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # the id of the user who wrote it: set by the gateway (RecipeBookAPI.owners), never by a client
+    owner = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    # a private recipe is read by its owner only (RecipeBookAPI.read_rules)
+    private = models.BooleanField(default=False)
 
     def __str__(self):
         return self.name

@@ -63,7 +63,8 @@ class Command(BaseCommand):
         env = {}
         if not os.environ.get("NAUTILUS_SECRET_KEY"):
             env["NAUTILUS_DEMO"] = "1"
-            self.say("no NAUTILUS_SECRET_KEY: running as the demo (NAUTILUS_DEMO=1, an insecure key)")
+            self.say(f"no NAUTILUS_SECRET_KEY: running as the demo (NAUTILUS_DEMO=1, a random key kept in "
+                     f"{_var_dir() / 'secret_key'}); with a broker or database server, set NAUTILUS_SECRET_KEY")
         broker, database = os.environ.get("NAUTILUS_BROKER_URL"), os.environ.get("DATABASE_URL")
         broker = _without_password(broker) if broker else f"embedded, under {_var_dir() / 'bus'}"
         database = _without_password(database) if database else f"SQLite files under {_var_dir()}"
@@ -110,7 +111,8 @@ class Command(BaseCommand):
         gateway = cloud.gateway
         if gateway:
             self.say(self.style.SUCCESS(f"up. GraphQL (GraphiQL in a browser): {gateway.url}/graphql"))
-            self.say(f"the cloud's services, with links: {gateway.url}/")
+            self.say(f"the cloud's services (with links for staff): {gateway.url}/")
+        self.say("each service's own API is internal (staff sign in at its admin; README, Configuration):")
         for spec in cloud.specs:
             self.say(f"{spec.package:<24} {spec.url}/graphql   admin {spec.url}/admin/")
         self.say("Ctrl-C stops the cloud")
@@ -129,7 +131,10 @@ class Command(BaseCommand):
                 gateway = next((s.url for s in specs if s.gateway), None)
         if not gateway:
             raise CommandError("no gateway: pass --gateway URL")
-        index = get_json(f"{gateway.rstrip('/')}/?format=json", timeout=5)
+        from nautilus_core.internal import HEADER, internal_token
+
+        # the services' addresses are for the cloud's inside: this process shares the cloud's key
+        index = get_json(f"{gateway.rstrip('/')}/?format=json", timeout=5, headers={HEADER: internal_token()})
         if index is None:
             raise CommandError(f"the gateway does not answer at {gateway}")
         services = index["services"]

@@ -12,6 +12,7 @@ packages (with ``__init__.py``) it is ``folder.package``, else just ``package``.
 - ``gateway api`` → package ``api``: ``ApiAPI``… named by ``--class``, by default ``<Name>API``
 """
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,8 @@ class Command(TemplateCommand):
 
     def make_migrations(self, root, module, label):
         """The app's first migration, from the generated model (or join model), in a child process."""
-        env = {**os.environ, "NAUTILUS_DEMO": "1", "DATABASE_URL": "sqlite://:memory:",
+        # makemigrations signs nothing: a throwaway key, whatever broker the environment names
+        env = {**os.environ, "NAUTILUS_SECRET_KEY": secrets.token_urlsafe(32), "DATABASE_URL": "sqlite://:memory:",
                "PYTHONPATH": os.pathsep.join(
                    p for p in (str(root), str(PROJECT_DIR), os.environ.get("PYTHONPATH")) if p)}
         env.pop("DJANGO_SETTINGS_MODULE", None)
