@@ -12,8 +12,11 @@ from kombu.exceptions import OperationalError
 
 from nautilus_core.actions import ERROR, crud_action, status_of
 from nautilus_core.bus import AskTimeout
+from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import argument_types
 from nautilus_core.types import json_value
+
+from .scope import join_request_scope
 
 __all__ = ["QueryContext", "read_query", "page"]
 
@@ -58,6 +61,7 @@ class QueryContext:
         self.request = request
         self.obey_auth = obey_auth
         self._loaders = {}
+        self.asks = 0  # made so far; at most MAX_ASKS (the limits check estimates them before execution too)
 
     @property
     def user_id(self):
@@ -66,6 +70,11 @@ class QueryContext:
     async def ask(self, action_type, payload):
         """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it."""
         service = action_type.split(".")[1]
+        self.asks += 1
+        if self.asks > nautilus_settings.MAX_ASKS:
+            raise GraphQLError(f"The query asked services more than {nautilus_settings.MAX_ASKS} times.",
+                               extensions={"code": "too_many_asks", "limit": nautilus_settings.MAX_ASKS})
+        join_request_scope()  # a client that goes away cancels this ask
         try:
             reply = await self.gateway.bus.ask_async(action_type, payload, timeout=self.gateway.ask_timeout)
         except AskTimeout as exc:
