@@ -9,18 +9,32 @@ they return, so the view knows when an answer is large enough to serialize in a 
 import asyncio
 import contextlib
 import contextvars
+import logging
 
 __all__ = ["RequestScope", "request_scope", "current_scope", "join_request_scope"]
+
+logger = logging.getLogger(__name__)
 
 _current = contextvars.ContextVar("nautilus_request_scope", default=None)
 
 
 class RequestScope:
     def __init__(self):
-        self.tasks = set()
+        self.tasks = set()  # the tasks asking for this request, until they are done
+        self.cancelled = 0  # how many of them ended cancelled
         self.rows = 0
 
+    def join(self, task):
+        if task not in self.tasks:
+            self.tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task):
+        self.tasks.discard(task)
+        self.cancelled += task.cancelled()
+
     def cancel(self):
+        """Cancel the tasks still asking (those that asyncio did not cancel with the view already)."""
         for task in list(self.tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -34,6 +48,7 @@ def request_scope():
         yield scope
     except asyncio.CancelledError:  # the client went away: so do its asks
         scope.cancel()
+        logger.info("a client went away: %d unanswered ask(s) cancelled", scope.cancelled + len(scope.tasks))
         raise
     finally:
         _current.reset(token)
@@ -47,6 +62,5 @@ def current_scope():
 def join_request_scope():
     """Called by a task about to ask a service for the current request."""
     scope, task = _current.get(), asyncio.current_task()
-    if scope is not None and task is not None and task not in scope.tasks:
-        scope.tasks.add(task)
-        task.add_done_callback(scope.tasks.discard)
+    if scope is not None and task is not None:
+        scope.join(task)

@@ -72,6 +72,8 @@ def always_set(field):
 
 def field_description(field):
     """The field's ``help_text``, else its ``verbose_name`` as a sentence."""
+    if field.primary_key and field.auto_created and not field.help_text:
+        return "The primary key."
     text = str(field.help_text or "").strip() or capfirst(str(field.verbose_name))
     return text if text.endswith(".") else f"{text}."
 
@@ -82,7 +84,7 @@ def model_description(model, service_class, service_name):
         doc = owner.__dict__.get("__doc__") or ""
         if doc and not doc.startswith(f"{owner.__name__}("):  # Django writes "Recipe(id, name, …)" when there is none
             return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
-    return f"A {model._meta.verbose_name} of the {service_name} service."
+    return f"A row of the {service_name} service ({model._meta.verbose_name})."
 
 
 def model_fields(model):

@@ -90,7 +90,8 @@ class ModelService(Service):
         def mutation(method, inputs, outputs):
             event = crud_action(method, self.name)
             return {"name": f"{method}{suffix}", "event": event, "isAsync": False, "inputs": inputs,
-                    "outputs": outputs, "description": f"{method.capitalize()}s a {self.name} ({event})."}
+                    "outputs": outputs,
+                    "description": f"{method.capitalize()}s a row of the {self.name} service ({event})."}
 
         return [
             mutation("create", [field_io(f, f.name in required) for f in writable], record),

@@ -149,12 +149,27 @@ def execute_query(schema, query, variables=None, operation_name=None, context=No
     return refused or _run(schema, document, variables, operation_name, context)
 
 
+_one_thread_per_loop = weakref.WeakKeyDictionary()  # event loop → Semaphore(1)
+
+
+def _parsing_thread():
+    """One large document at a time is parsed off each event loop: a thread holds the GIL for up to 5 ms at
+    a time, so several would starve the loop; one leaves it at least every other turn."""
+    loop = asyncio.get_running_loop()
+    semaphore = _one_thread_per_loop.get(loop)
+    if semaphore is None:
+        semaphore = _one_thread_per_loop[loop] = asyncio.Semaphore(1)
+    return semaphore
+
+
 async def execute_query_async(schema, query, variables=None, operation_name=None, context=None, limits=None):
     """Execute against a graphene Schema whose resolvers may be coroutines."""
     limits = limits or Limits.from_settings()
     check = (schema.graphql_schema, query, variables, limits)
-    if isinstance(query, str) and len(query) > THREAD_THRESHOLD:
-        document, refused = await asyncio.to_thread(_checked, *check)
+    if isinstance(query, str) and len(query) > THREAD_THRESHOLD and document_cache(schema.graphql_schema).get(
+            query) is None:
+        async with _parsing_thread():
+            document, refused = await asyncio.to_thread(_checked, *check)
     else:
         document, refused = _checked(*check)
     if refused:

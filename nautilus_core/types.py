@@ -51,8 +51,8 @@ def _passing_strings_through(base):
     def serialize(value):
         return value if isinstance(value, str) else base.serialize(value)
 
-    return type(base.__name__, (base,), {"serialize": staticmethod(serialize),
-                                         "Meta": type("Meta", (), {"name": base._meta.name})})
+    return type(base.__name__, (base,), {"serialize": staticmethod(serialize), "Meta": type("Meta", (), {
+        "name": base._meta.name, "description": base._meta.description})})
 
 
 _WIRE = {name: _passing_strings_through(SCALARS[name]) for name in ("Decimal", "UUID", "Date", "DateTime", "Time")}

@@ -191,7 +191,7 @@ def test_roll_call_is_answered_with_the_summary(bus, recorder):
     summary = announcements.wait_for(lambda e: e["payload"].get("name") == "recipe")["payload"]
     fields = {f["name"]: f for f in summary["fields"]}
     assert fields["name"] == {"name": "name", "type": "String", "required": True, "description": "Name."}
-    assert fields["id"] == {"name": "id", "type": "ID", "required": True, "description": "ID."}
+    assert fields["id"] == {"name": "id", "type": "ID", "required": True, "description": "The primary key."}
     assert fields["created_at"] == {"name": "created_at", "type": "DateTime", "required": True,
                                     "description": "Created at."}
     assert [m["name"] for m in summary["mutations"]] == ["createRecipe", "updateRecipe", "deleteRecipe"]
