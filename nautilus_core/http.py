@@ -22,8 +22,8 @@ from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from .conf import nautilus_settings
 from .graphql import Refused
 
-__all__ = ["GraphQLRequest", "BadRequest", "read_request", "response_of", "refusal", "render", "wants_graphiql",
-           "GRAPHQL_RESPONSE_JSON", "JSON"]
+__all__ = ["GraphQLRequest", "BadRequest", "read_request", "wants_graphiql", "media_type", "render", "respond",
+           "respond_bad_request", "GRAPHQL_RESPONSE_JSON", "JSON"]
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
@@ -137,7 +137,7 @@ def _is_mutation(graphql_request):
 
 
 def response_of(result):
-    """``(status, body)`` of an ExecutionResult, whose ``Refused`` status depends on the media type (see render)."""
+    """The body of an ExecutionResult: no ``data`` when it was refused before execution."""
     body = {} if isinstance(result, Refused) else {"data": result.data}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
