@@ -13,11 +13,13 @@ import inspect
 import threading
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 
-from graphql import ExecutionContext, ExecutionResult, GraphQLError, execute, parse, specified_rules, validate
+from graphql import (DocumentNode, ExecutionContext, ExecutionResult, GraphQLError, execute, parse, specified_rules,
+                     validate)
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 
-from .limits import Limits, limits_rule
+from .limits import Limits, limits_errors, limits_rule
 
 __all__ = ["Refused", "execute_query", "execute_query_async", "DocumentCache"]
 
@@ -34,7 +36,7 @@ class Refused(ExecutionResult):
 
 
 class DocumentCache:
-    """Valid parsed documents by query text, the least recently used dropped first to stay within ``budget``
+    """Valid parsed documents (any value) by query text, the least recently used dropped first to stay within ``budget``
     bytes (estimated from the text's length: a parsed document with locations takes about 110 bytes per
     character, measured on graphql-core 3.2)."""
 
@@ -48,19 +50,19 @@ class DocumentCache:
 
     def get(self, query):
         with self._lock:
-            document = self._documents.get(query)
-            if document is not None:
+            entry = self._documents.get(query)
+            if entry is not None:
                 self._documents.move_to_end(query)
-            return document
+            return entry
 
-    def put(self, query, document):
+    def put(self, query, entry):
         cost = len(query) * self.BYTES_PER_CHARACTER
         if cost > self.budget:
             return
         with self._lock:
-            if query in self._documents:
-                return
-            self._documents[query] = document
+            if self._documents.pop(query, None) is not None:
+                self.size -= cost
+            self._documents[query] = entry
             self.size += cost
             while self.size > self.budget:
                 dropped, _ = self._documents.popitem(last=False)
@@ -98,24 +100,32 @@ def _checked(graphql_schema, query, variables, limits):
         return None, _refusal(f"The query document has {len(query)} characters; at most {limits.max_document_size}.",
                               "document_too_large", limit=limits.max_document_size, found=len(query))
     cache = document_cache(graphql_schema)
-    document = cache.get(query)
-    rules = [limits_rule(limits, variables), MaxIntrospectionDepthRule]
-    if not limits.introspection:
-        rules.append(NoSchemaIntrospectionCustomRule)
-    if document is not None:  # valid once, but the limits depend on the variables (first: $n) and settings
-        errors = validate(graphql_schema, document, rules, max_errors=MAX_ERRORS)
-        return (None, Refused(data=None, errors=errors)) if errors else (document, None)
-    try:
-        document = parse(query)
-    except GraphQLError as error:
-        return None, Refused(data=None, errors=[error])
+    cached = cache.get(query)
+    if cached is not None and cached.limits == limits:  # valid, within the limits unless its first is a variable
+        errors = limits_errors(graphql_schema, cached.document, limits, variables) if cached.uses_variables else []
+        return (None, Refused(data=None, errors=errors)) if errors else (cached.document, None)
+    document = cached.document if cached is not None else None
+    if document is None:
+        try:
+            document = parse(query)
+        except GraphQLError as error:
+            return None, Refused(data=None, errors=[error])
+    measured = limits_rule(limits, variables)
+    rules = [measured, MaxIntrospectionDepthRule] + ([] if limits.introspection else [NoSchemaIntrospectionCustomRule])
     # the limits first: they are linear in the document's size, some of the spec's rules are not
     errors = validate(graphql_schema, document, rules, max_errors=MAX_ERRORS) or validate(
         graphql_schema, document, specified_rules, max_errors=MAX_ERRORS)
     if errors:
         return None, Refused(data=None, errors=errors)
-    cache.put(query, document)
+    cache.put(query, _Cached(document, limits, measured.used_variables))
     return document, None
+
+
+@dataclass(frozen=True)
+class _Cached:
+    document: DocumentNode
+    limits: Limits  # those it was checked under (the settings may change)
+    uses_variables: bool  # its first/last are variables: measured again on every request
 
 
 class _NotExecutable(Exception):

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 
 from graphql import (FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, ValidationRule, get_named_type,
                      get_nullable_type, is_list_type, type_from_ast)
-from graphql.language import IntValueNode, VariableNode
+from graphql.language import FragmentDefinitionNode, IntValueNode, OperationDefinitionNode, VariableNode
 from graphql.type import SchemaMetaFieldDef, TypeMetaFieldDef
 from graphql.utilities import value_from_ast_untyped
 from graphql.utilities.type_info import get_field_def
 
 from .conf import nautilus_settings
 
-__all__ = ["Limits", "Measure", "limits_rule", "ASKS"]
+__all__ = ["Limits", "Measure", "limits_rule", "limits_errors", "ASKS"]
 
 #: the key of a field definition's ``extensions`` that says how many asks resolving it costs
 ASKS = "asks"
@@ -67,7 +67,7 @@ class Limits:
                 for code, text, found, limit in checks if found > limit]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built once per field measured, and frozen dataclasses are slow to build
 class Measure:
     depth: int = 0
     fields: int = 0
@@ -80,10 +80,15 @@ class Measure:
 
 
 def limits_rule(limits, variables=None):
-    """A ValidationRule refusing every operation over ``limits``; ``variables`` give ``first: $n`` its value."""
+    """A ValidationRule refusing every operation over ``limits``; ``variables`` give ``first: $n`` its value.
+
+    The class's ``used_variables`` says afterwards whether the verdict depended on them.
+    """
     variables = variables or {}
 
     class QueryLimitsRule(ValidationRule):
+        used_variables = False
+
         def enter_operation_definition(self, node, *_):
             self.fragments = {}  # name → Measure, or None while it is being measured (a cycle)
             self.variables = {d.variable.name.value: value_from_ast_untyped(d.default_value)
@@ -139,6 +144,7 @@ def limits_rule(limits, variables=None):
                 if argument.name.value in ("first", "last"):
                     value = argument.value
                     if isinstance(value, VariableNode):
+                        type(self).used_variables = True
                         value = self.variables.get(value.name.value)
                     elif isinstance(value, IntValueNode):
                         value = int(value.value)
@@ -147,3 +153,27 @@ def limits_rule(limits, variables=None):
             return limits.page_size
 
     return QueryLimitsRule
+
+
+class _MeasureContext:
+    """What the rule uses of a ValidationContext (whose TypeInfo costs more to build than the measure)."""
+
+    def __init__(self, schema, document, report_error):
+        self.schema = schema
+        self.report_error = report_error
+        self._fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+    def get_fragment(self, name):
+        return self._fragments.get(name)
+
+
+def limits_errors(schema, document, limits, variables=None):
+    """The rule's errors for a document already validated, with these variables: the measure alone,
+    without a visit of the whole document by ``validate`` (for a cached document whose ``first`` is a
+    variable, checked again on every request)."""
+    errors = []
+    rule = limits_rule(limits, variables)(_MeasureContext(schema, document, errors.append))
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            rule.enter_operation_definition(definition)
+    return errors
