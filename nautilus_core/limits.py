@@ -9,9 +9,10 @@ A document is measured per operation, with its fragments and inline fragments ex
 - *asks*: how many asks over the bus it may cost (fields whose definition carries
   ``extensions["asks"]``, as the gateway's do; a service's own fields cost none).
 
-Introspection (``__schema``, ``__type``) answers from the schema alone: it counts in depth and
-fields but not in cost; graphql-core's MaxIntrospectionDepthRule (graphql-js's) refuses the
-nesting (``types { fields { type { fields { type { fields …``) that would make it explode.
+Introspection (``__schema``, ``__type``) answers from the schema alone: it counts in fields but
+not in depth (clients nest ``ofType`` 7 to 10 deep) or cost; graphql-core's
+MaxIntrospectionDepthRule (graphql-js's) refuses the nesting (``types { fields { type { fields …``)
+that would make it explode.
 
 Each has a setting (``NAUTILUS_MAX_QUERY_DEPTH``…, see ``nautilus_core.conf``); a document
 over one is refused with an error whose ``extensions.code`` names it. The measure is a
@@ -133,7 +134,7 @@ def limits_rule(limits, variables=None):
                 return Measure(depth=1, fields=1, cost=1)  # FieldsOnCorrectTypeRule reports it
             children = self.selections(get_named_type(definition.type), node.selection_set)
             if definition in (SchemaMetaFieldDef, TypeMetaFieldDef):  # its answer is bounded by the schema's size
-                return Measure(depth=1 + children.depth, fields=1 + children.fields, cost=1)
+                return Measure(depth=1, fields=1 + children.fields, cost=1)
             rows = self.rows(node) if is_list_type(get_nullable_type(definition.type)) else 1
             return Measure(depth=1 + children.depth, fields=1 + children.fields, cost=1 + rows * children.cost,
                            asks=(definition.extensions or {}).get(ASKS, 0) + children.asks)

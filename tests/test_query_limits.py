@@ -127,7 +127,8 @@ def test_document_size():
 
 def test_introspection_is_answered_and_can_be_turned_off():
     introspection = get_introspection_query(descriptions=True)
-    assert run(introspection, limits=Limits(**{**LIMITS.__dict__, "max_depth": 15, "max_fields": 500,
+    # GraphiQL's query nests ofType 7 deep (15 fields in all): introspection does not count in depth
+    assert run(introspection, limits=Limits(**{**LIMITS.__dict__, "max_depth": 3, "max_fields": 500,
                                                "max_document_size": 10000})).errors is None
     off = Limits(**{**LIMITS.__dict__, "introspection": False})
     result = run("{ __schema { queryType { name } } }", limits=off)
@@ -182,3 +183,24 @@ def test_no_variables_are_an_exception(value):
 def test_huge_firsts(first):
     result = run(f"{{ nodes(first: {first}) {{ name }} }}")
     assert isinstance(result, Refused)
+
+
+def test_the_limits_are_settings(monkeypatch):
+    from nautilus_core.conf import nautilus_settings
+
+    monkeypatch.setenv("NAUTILUS_INTROSPECTION", "0")
+    monkeypatch.setenv("NAUTILUS_MAX_QUERY_DEPTH", "4")
+    nautilus_settings.reload()
+    try:
+        limits = Limits.from_settings()
+        assert limits.introspection is False and limits.max_depth == 4
+        assert codes(execute_query(SCHEMA, nested(5))) == ["query_too_deep"]
+        assert isinstance(execute_query(SCHEMA, "{ __schema { queryType { name } } }"), Refused)
+        monkeypatch.setenv("NAUTILUS_INTROSPECTION", "maybe")
+        nautilus_settings.reload()
+        with pytest.raises(ValueError):
+            Limits.from_settings()
+    finally:
+        monkeypatch.undo()
+        nautilus_settings.reload()
+    assert Limits.from_settings().introspection is True
