@@ -56,6 +56,8 @@ class ConnectionService(ModelService):
         if missing:
             raise ServiceMisconfigured(f"The model {model.__name__} of {cls.__name__} has no column "
                                        f"{', '.join(missing)}.", check_id="nautilus.E024")
+        for side in (self.source, self.target):  # the linked rows' ids: ID in GraphQL (model_service.fields)
+            model._meta.get_field(side.column).holds_id = True
         super().__init__(model=model, **kwargs)
 
     @classmethod

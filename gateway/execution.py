@@ -16,10 +16,12 @@ from kombu.exceptions import OperationalError
 
 from nautilus_core.actions import ERROR, crud_action, status_of
 from nautilus_core.bus import AskTimeout, NoHandler
+from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import argument_types
 from nautilus_core.types import json_value
 
 from .authorization import read_rule
+from .scope import join_request_scope
 
 __all__ = ["QueryContext", "read_query", "page"]
 
@@ -71,6 +73,7 @@ class QueryContext:
         self.budget = gateway.ask_timeout
         self.deadline = time.monotonic() + self.budget  # shared by every ask of the request
         self._loaders = {}
+        self.asks = 0  # made so far; at most MAX_ASKS (the limits check estimates them before execution too)
 
     @property
     def user_id(self):
@@ -83,6 +86,11 @@ class QueryContext:
         it must not be skipped because the request's ran out.
         """
         service = action_type.split(".")[1]
+        self.asks += 1
+        if self.asks > nautilus_settings.MAX_ASKS:
+            raise GraphQLError(f"The query asked services more than {nautilus_settings.MAX_ASKS} times.",
+                               extensions={"code": "too_many_asks", "limit": nautilus_settings.MAX_ASKS})
+        join_request_scope()  # a client that goes away cancels this ask
         silence = self.snapshot.silence(service)
         if silence is not None:  # it missed its heartbeats: say so now rather than after a timeout
             raise GraphQLError(f"The {service} service is unavailable: it has not announced itself for "

@@ -17,9 +17,11 @@ import graphene
 
 from nautilus_core.actions import crud_action, name_of
 from nautilus_core.filters import filter_arguments
-from nautilus_core.types import wire_scalar
+from nautilus_core.limits import ASKS
+from nautilus_core.types import object_type, wire_scalar
 
 from .authorization import owner_inputs
+from .scope import current_scope
 from .users import user_mutations
 
 __all__ = ["Link", "links_of", "build_schema"]
@@ -69,6 +71,13 @@ def _type_name(service):
     return service[:1].upper() + service[1:]
 
 
+def _scalar_field(item, **kwargs):
+    """A summary's field (or output): non-null when the service says every row has a value."""
+    type_ = wire_scalar(item["type"])
+    return graphene.Field(graphene.NonNull(type_) if item.get("required") else type_,
+                          description=item.get("description") or f"The {item['name']}.", **kwargs)
+
+
 def build_schema(snapshot, gateway):
     """A graphene Schema for the services in ``snapshot`` (auto_camelcase off: names as announced)."""
     types = {}
@@ -77,39 +86,71 @@ def build_schema(snapshot, gateway):
         taken = {"Query", "Mutation", "Subscription", *(t._meta.name for t in types.values())}
         if _type_name(name) in taken:  # graphene would silently let one type replace the other
             raise ValueError(f"the service {name!r} would be the GraphQL type {_type_name(name)!r}, which is taken")
-        attrs = {"pk": graphene.ID()}
+        attrs = {"pk": graphene.ID(required=True, description="The primary key of this row.")}
         for item in summary["fields"]:
-            attrs[item["name"]] = graphene.Field(wire_scalar(item["type"]))
+            attrs[item["name"]] = _scalar_field(item)
         for link in (lk for lk in links if lk.source == name):
             attrs[link.field] = graphene.Field(
-                graphene.List(lambda target=link.target: types[target]),
-                args=_filters(snapshot.models[link.target]), resolver=_follow(link))
-        types[name] = type(_type_name(name), (graphene.ObjectType,), attrs)
+                graphene.List(graphene.NonNull(lambda target=link.target: types[target])),
+                args=_filters(snapshot.models[link.target]), resolver=_follow(link),
+                description=f"The {link.target} rows linked to this {link.source} by the {link.connection} "
+                            "connection, filtered (null, with an error, when a service does not answer).")
+        types[name] = object_type(_type_name(name), summary.get("description") or f"A row of the {name} service.",
+                                  attrs)
 
-    query_fields = {"_services": graphene.List(graphene.String, resolver=lambda root, info: sorted(
-        [*snapshot.models, *snapshot.connections]))}
+    query_fields = {"_services": graphene.Field(
+        graphene.NonNull(graphene.List(graphene.NonNull(graphene.String))),
+        resolver=lambda root, info: sorted([*snapshot.models, *snapshot.connections]),
+        description="The names of the services the gateway knows.")}
     for name, summary in snapshot.models.items():
-        query_fields[name] = graphene.Field(graphene.List(types[name]), args=_filters(summary),
-                                            resolver=_read(name))
-    query = type("Query", (graphene.ObjectType,), query_fields)
+        query_fields[name] = graphene.Field(
+            graphene.List(graphene.NonNull(types[name])), args=_filters(summary), resolver=_read(name),
+            description=f"The rows of the {name} service matching every filter given, in order (null, with an "
+                        "error, when the service does not answer).")
+    query = object_type("Query", "Reading the cloud: one field per model service.", query_fields)
     hidden = {crud_action("create", gateway.user_service)}  # registerUser replaces it: a user needs a password
     mutation_fields = {name: _mutation_field(mutation, types, hidden_inputs=owner_inputs(gateway, mutation))
                        for name, mutation in snapshot.mutations.items() if mutation["event"] not in hidden}
     mutation_fields.update(user_mutations(snapshot, types, gateway))
-    mutation = type("Mutation", (graphene.ObjectType,), mutation_fields) if mutation_fields else None
-    return graphene.Schema(query=query, mutation=mutation, auto_camelcase=False)
+    mutation = object_type("Mutation", "Changing the cloud: each mutation is an action sent to a service.",
+                            mutation_fields) if mutation_fields else None
+    schema = graphene.Schema(query=query, mutation=mutation, auto_camelcase=False)
+    _count_asks(schema.graphql_schema, snapshot, links)
+    return schema
+
+
+def _count_asks(graphql_schema, snapshot, links):
+    """Say on each field how many asks resolving it costs (``nautilus_core.limits``): one per
+    read, two per connection followed (the links, then the rows), two per mutation at most
+    (an owner check reads the row first)."""
+    def mark(field, asks):
+        field.extensions = {**(field.extensions or {}), ASKS: asks}
+
+    for name in snapshot.models:
+        mark(graphql_schema.query_type.fields[name], 1)
+    for link in links:
+        mark(graphql_schema.get_type(_type_name(link.source)).fields[link.field], 2)
+    for field in (graphql_schema.mutation_type.fields.values() if graphql_schema.mutation_type else ()):
+        mark(field, 2)
+
+
+def _counted(rows):
+    scope = current_scope()
+    if scope is not None and rows:
+        scope.rows += len(rows)
+    return rows
 
 
 def _read(service):
     async def resolve(root, info, **filters):
-        return await info.context.gateway.object_resolver(info.context, service, filters)
+        return _counted(await info.context.gateway.object_resolver(info.context, service, filters))
 
     return resolve
 
 
 def _follow(link):
     async def resolve(row, info, **filters):
-        return await info.context.gateway.connection_resolver(info.context, link, row, filters)
+        return _counted(await info.context.gateway.connection_resolver(info.context, link, row, filters))
 
     return resolve
 
@@ -119,15 +160,20 @@ def _mutation_field(mutation, types, hidden_inputs=()):
     outputs = {}
     for output in mutation.get("outputs", []):
         if isinstance(output["type"], dict):  # the record of the service the mutation changes
-            outputs[output["name"]] = graphene.Field(types[service]) if service in types else graphene.JSONString()
+            outputs[output["name"]] = graphene.Field(
+                types[service] if service in types else graphene.JSONString,
+                description=output.get("description") or f"The {service} as it is now.")
         else:
-            outputs[output["name"]] = graphene.Field(wire_scalar(output["type"]))
-    payload_type = type(f"{mutation['name'][:1].upper()}{mutation['name'][1:]}Payload", (graphene.ObjectType,),
-                        outputs)
-    arguments = {i["name"]: graphene.Argument(wire_scalar(i["type"]), required=bool(i.get("required")))
+            outputs[output["name"]] = _scalar_field(output)
+    name = f"{mutation['name'][:1].upper()}{mutation['name'][1:]}Payload"
+    payload_type = object_type(name, f"What {mutation['name']} returns.", outputs)
+    arguments = {i["name"]: graphene.Argument(wire_scalar(i["type"]), required=bool(i.get("required")),
+                                              description=i.get("description") or f"The {i['name']}.")
                  for i in mutation.get("inputs", []) if i["name"] not in hidden_inputs}  # the gateway sets those
 
     async def resolve(root, info, **args):
         return await info.context.gateway.mutation_resolver(info.context, mutation, args)
 
-    return graphene.Field(payload_type, args=arguments, resolver=resolve)
+    return graphene.Field(payload_type, args=arguments, resolver=resolve,
+                          description=mutation.get("description") or f"Sends {mutation['event']} to the {service} "
+                                                                     "service.")

@@ -7,7 +7,7 @@ They exist when a ``user`` service (``APIGateway.user_service``) has announced i
 import graphene
 
 from nautilus_core.actions import crud_action
-from nautilus_core.types import wire_scalar
+from nautilus_core.types import object_type, wire_scalar
 
 __all__ = ["user_mutations"]
 
@@ -17,14 +17,21 @@ def user_mutations(snapshot, types, gateway):
     if service not in snapshot.models:
         return {}
     create = next((m for m in snapshot.mutations.values() if m["event"] == crud_action("create", service)), None)
-    inputs = {i["name"]: graphene.Argument(wire_scalar(i["type"]), required=bool(i.get("required")))
+    inputs = {i["name"]: graphene.Argument(wire_scalar(i["type"]), required=bool(i.get("required")),
+                                           description=i.get("description") or f"The {i['name']}.")
               for i in (create or {}).get("inputs", []) if i["name"] != "password"}
-    session = type("Session", (graphene.ObjectType,), {
-        service: graphene.Field(types[service]),
-        "sessionToken": graphene.String(), "refreshToken": graphene.String()})
-    tokens = type("SessionTokens", (graphene.ObjectType,), {
-        "sessionToken": graphene.String(), "refreshToken": graphene.String()})
-    logout = type("Logout", (graphene.ObjectType,), {"ok": graphene.Boolean()})
+    session_token = graphene.String(required=True, description="Send it as 'Authorization: Bearer <sessionToken>'.")
+    refresh_token = graphene.String(required=True, description="Exchange it for new tokens with refreshSession.")
+    session = object_type("Session", "A signed-in user and their tokens.", {
+        service: graphene.Field(types[service], description=f"The signed-in {service}."),
+        "sessionToken": session_token, "refreshToken": refresh_token})
+    tokens = object_type("SessionTokens", "A new pair of tokens (the refresh token given stops working).", {
+        "sessionToken": session_token, "refreshToken": refresh_token})
+    logout = object_type("Logout", "The end of a session.", {
+        "ok": graphene.Boolean(required=True, description="True: the refresh token no longer works.")})
+    password = graphene.Argument(graphene.String, required=True, description="The password (kept only as a hash, "
+                                                                             "at the gateway).")
+    refresh = graphene.Argument(graphene.String, required=True, description="The session's refresh token.")
 
     def resolver(method):
         async def resolve(root, info, **args):
@@ -34,16 +41,17 @@ def user_mutations(snapshot, types, gateway):
 
     return {
         f"register{service.title()}": graphene.Field(
-            session, args={**inputs, "password": graphene.Argument(graphene.String, required=True)},
-            resolver=resolver("register_user")),
+            session, args={**inputs, "password": password}, resolver=resolver("register_user"),
+            description=f"Creates a {service} with a password and opens a session."),
         f"login{service.title()}": graphene.Field(
-            session, args={gateway.login_field: graphene.Argument(graphene.String, required=True),
-                           "password": graphene.Argument(graphene.String, required=True)},
-            resolver=resolver("login_user")),
+            session, args={gateway.login_field: graphene.Argument(graphene.String, required=True,
+                                                                  description=f"The {service}'s {gateway.login_field}."),
+                           "password": password},
+            resolver=resolver("login_user"), description=f"Opens a session for a {service}."),
         "refreshSession": graphene.Field(
-            tokens, args={"refreshToken": graphene.Argument(graphene.String, required=True)},
-            resolver=resolver("refresh_session")),
+            tokens, args={"refreshToken": refresh}, resolver=resolver("refresh_session"),
+            description="New tokens for a session; the refresh token given stops working."),
         f"logout{service.title()}": graphene.Field(
-            logout, args={"refreshToken": graphene.Argument(graphene.String, required=True)},
-            resolver=resolver("logout_user")),
+            logout, args={"refreshToken": refresh}, resolver=resolver("logout_user"),
+            description="Ends a session: its refresh token and session tokens stop working."),
     }

@@ -1,21 +1,24 @@
 """How a Django model's fields appear on the bus and in GraphQL.
 
 Every concrete field has a GraphQL type name (``nautilus_core.types.SCALARS``): the
-primary key and foreign keys are ``ID`` (a foreign key is its id), dates are ISO
+primary key, foreign keys and the columns of a connection (``holds_id``) are ``ID``
+(a foreign key is its id), dates are ISO
 strings, and so on. Payloads name fields by their Django name, their column name
 (``author_id``) or the camelCase / snake_case spelling of either.
 """
 import datetime
 import decimal
+import inspect
 import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.duration import duration_iso_string
+from django.utils.text import capfirst
 
 from nautilus_core.types import json_value
 
-__all__ = ["graphql_type", "model_fields", "field_lookup", "field_value", "json_value", "record_of", "parse_input",
+__all__ = ["graphql_type", "always_set", "field_description", "model_description", "model_fields", "field_lookup", "field_value", "json_value", "record_of", "parse_input",
            "UnsupportedField"]
 
 
@@ -53,12 +56,35 @@ _JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a b
 
 
 def graphql_type(field):
-    if field.primary_key or field.is_relation:
+    if field.primary_key or field.is_relation or getattr(field, "holds_id", False):
         return "ID"
     for field_class, name in _TYPES:
         if isinstance(field, field_class):
             return name
     raise UnsupportedField(f"{field.model.__name__}.{field.name} ({type(field).__name__}) has no GraphQL type")
+
+
+def always_set(field):
+    """Whether every row has a value (non-null in GraphQL): the database refuses null, and a file
+    field without a file is written as null too."""
+    return not field.null and not isinstance(field, models.FileField)
+
+
+def field_description(field):
+    """The field's ``help_text``, else its ``verbose_name`` as a sentence."""
+    if field.primary_key and field.auto_created and not field.help_text:
+        return "The primary key."
+    text = str(field.help_text or "").strip() or capfirst(str(field.verbose_name))
+    return text if text.endswith(".") else f"{text}."
+
+
+def model_description(model, service_class, service_name):
+    """The model's own docstring, else its service class's, else a sentence of ours (first paragraph)."""
+    for owner in (model, service_class):
+        doc = owner.__dict__.get("__doc__") or ""
+        if doc and not doc.startswith(f"{owner.__name__}("):  # Django writes "Recipe(id, name, …)" when there is none
+            return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    return f"A row of the {service_name} service ({model._meta.verbose_name})."
 
 
 def model_fields(model):

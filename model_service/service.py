@@ -14,10 +14,17 @@ from nautilus_core.actions import crud_action
 from nautilus_core.graphql import execute_query
 from nautilus_core.service import ActionError, Service, ServiceMisconfigured, normalize_name, on_action
 
-from .fields import UnsupportedField, field_lookup, graphql_type, model_fields, parse_input, record_of, required_fields
+from .fields import (UnsupportedField, always_set, field_description, field_lookup, graphql_type, model_description,
+                     model_fields, parse_input, record_of, required_fields)
 from .schema import ReadContext, create_model_schema
 
-__all__ = ["ModelService"]
+__all__ = ["ModelService", "field_summaries"]
+
+
+def field_summaries(model):
+    """``[{"name", "type", "required", "description"}]``: ``required`` when every row has a value."""
+    return [{"name": f.name, "type": graphql_type(f), "required": always_set(f), "description": field_description(f)}
+            for f in model_fields(model)]
 
 
 class ModelService(Service):
@@ -33,7 +40,8 @@ class ModelService(Service):
                 check_id="nautilus.E010",
             )
         kwargs.setdefault("name", type(self).name or normalize_name(self.model.__name__))
-        kwargs.setdefault("schema", create_model_schema(self.model))
+        kwargs.setdefault("schema", create_model_schema(
+            self.model, model_description(self.model, type(self), kwargs["name"])))
         super().__init__(**kwargs)
 
     def get_models(self):
@@ -59,31 +67,37 @@ class ModelService(Service):
     # -- the summary -----------------------------------------------------------------
 
     def summarize(self, **extra):
-        fields = [{"name": f.name, "type": graphql_type(f)} for f in model_fields(self.model)]
         # read_rules: its reads apply a "where" row rule (model_service.filters), so a gateway may send one
-        return super().summarize(pk=self.model._meta.pk.name, fields=fields, mutations=self.mutation_summaries(),
-                                 read_rules=True, **extra)
+        return super().summarize(pk=self.model._meta.pk.name, fields=field_summaries(self.model),
+                                 mutations=self.mutation_summaries(), read_rules=True,
+                                 description=model_description(self.model, type(self), self.name), **extra)
 
     def mutation_summaries(self):
         pk = self.model._meta.pk
         required = {f.name for f in required_fields(self.model)}
         writable = [f for f in model_fields(self.model) if f.editable and not (f.primary_key and f.auto_created)]
-        record = [{"name": self.name, "type": {"fields": [
-            {"name": f.name, "type": graphql_type(f)} for f in model_fields(self.model)]}, "required": False}]
+        record = [{"name": self.name, "type": {"fields": field_summaries(self.model)}, "required": False,
+                   "description": f"The {self.name} as it is now."}]
         suffix = self.name[:1].upper() + self.name[1:]
 
-        def io(name, type_, required):
-            return {"name": name, "type": type_, "required": required}
+        def io(name, type_, required, description):
+            return {"name": name, "type": type_, "required": required, "description": description}
+
+        def field_io(field, required):
+            return io(field.name, graphql_type(field), required, field_description(field))
+
+        the_id = io("id", "ID", True, f"The id of the {self.name}.")
 
         def mutation(method, inputs, outputs):
-            return {"name": f"{method}{suffix}", "event": crud_action(method, self.name), "isAsync": False,
-                    "inputs": inputs, "outputs": outputs}
+            event = crud_action(method, self.name)
+            return {"name": f"{method}{suffix}", "event": event, "isAsync": False, "inputs": inputs,
+                    "outputs": outputs,
+                    "description": f"{method.capitalize()}s a row of the {self.name} service ({event})."}
 
         return [
-            mutation("create", [io(f.name, graphql_type(f), f.name in required) for f in writable], record),
-            mutation("update", [io("id", "ID", True)] + [
-                io(f.name, graphql_type(f), False) for f in writable if f is not pk], record),
-            mutation("delete", [io("id", "ID", True)], [io("id", "ID", True)]),
+            mutation("create", [field_io(f, f.name in required) for f in writable], record),
+            mutation("update", [the_id] + [field_io(f, False) for f in writable if f is not pk], record),
+            mutation("delete", [the_id], [io("id", "ID", True, f"The id of the deleted {self.name}.")]),
         ]
 
     # -- CRUD handlers ---------------------------------------------------------------

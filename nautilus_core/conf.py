@@ -63,12 +63,29 @@ DEFAULTS = {
     "HEARTBEATS_MISSED": 3,
     # Gateway: seconds after its last announcement when a silent service leaves the schema.
     "DEPARTED_AFTER": 600.0,
+    # What one GraphQL request may cost, checked before it runs (nautilus_core.limits): nested fields,
+    # selected fields (aliases count), values the answer may hold (a list counts as its first/last or
+    # QUERY_PAGE_SIZE rows), asks over the bus, and characters of the query document.
+    "MAX_QUERY_DEPTH": 15,
+    "MAX_QUERY_FIELDS": 500,
+    "MAX_QUERY_COST": 50000,
+    "QUERY_PAGE_SIZE": 20,
+    "MAX_ASKS": 50,
+    "MAX_DOCUMENT_SIZE": 32768,
+    # Bytes of a /graphql request body (413 above it, before it is read further).
+    "MAX_REQUEST_SIZE": 1048576,
+    # Whether __schema / __type queries are answered (GraphiQL needs them).
+    "INTROSPECTION": True,
+    # Bytes (estimated) of parsed, validated documents kept per schema, so a repeated query is not parsed again.
+    "DOCUMENT_CACHE_SIZE": 16777216,
 }
 
 
 def _parse(raw, default):
-    """An environment value as the type of its default ("1"/"true"/"yes" for booleans)."""
+    """An environment variable's value, as the type of its default (booleans: 1/0, true/false, yes/no)."""
     if isinstance(default, bool):
+        if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return type(default)(raw) if default is not None else raw
 

@@ -245,9 +245,9 @@ class Service:
 
     def asgi_handler(self):
         """The ASGI application serving this service's HTTP API (``runservice`` runs it on uvicorn)."""
-        from django.core.handlers.asgi import ASGIHandler
+        from .handlers import ServiceASGIHandler
 
-        return ASGIHandler()
+        return ServiceASGIHandler()
 
     def run(self, host="127.0.0.1", port=8000, **options):
         """Serve HTTP and consume actions until stopped (``manage.py runservice``)."""

@@ -10,7 +10,7 @@ import uuid
 import graphene
 from graphene.types.generic import GenericScalar
 
-__all__ = ["SCALARS", "scalar", "wire_scalar", "json_value"]
+__all__ = ["SCALARS", "scalar", "wire_scalar", "json_value", "object_type"]
 
 SCALARS = {
     "ID": graphene.ID,
@@ -51,8 +51,8 @@ def _passing_strings_through(base):
     def serialize(value):
         return value if isinstance(value, str) else base.serialize(value)
 
-    return type(base.__name__, (base,), {"serialize": staticmethod(serialize),
-                                         "Meta": type("Meta", (), {"name": base._meta.name})})
+    return type(base.__name__, (base,), {"serialize": staticmethod(serialize), "Meta": type("Meta", (), {
+        "name": base._meta.name, "description": base._meta.description})})
 
 
 _WIRE = {name: _passing_strings_through(SCALARS[name]) for name in ("Decimal", "UUID", "Date", "DateTime", "Time")}
@@ -61,3 +61,8 @@ _WIRE = {name: _passing_strings_through(SCALARS[name]) for name in ("Decimal", "
 def wire_scalar(type_name):
     """The scalar for a value that arrives as JSON from a service (the gateway's side)."""
     return _WIRE.get(type_name) or scalar(type_name)
+
+
+def object_type(name, description, attrs):
+    """A graphene ObjectType named ``name`` with ``attrs`` as its fields, described."""
+    return type(name, (graphene.ObjectType,), {**attrs, "Meta": type("Meta", (), {"description": description})})

@@ -9,12 +9,27 @@ from graphene_django_graphiql_static.views import GraphiQLOfflineView
 
 from . import runner
 from .consuming import consuming_file_age
+from . import http
+from .graphql import execute_query
 from .service import get_service
 
 
 def graphql_view(schema):
-    """``/graphql``: GET and POST, GraphiQL in a browser with its assets served locally."""
-    return csrf_exempt(GraphiQLOfflineView.as_view(schema=schema, graphiql=True))
+    """``/graphql``: GraphQL over HTTP (``nautilus_core.http``), GraphiQL in a browser with its assets served locally."""
+    graphiql = GraphiQLOfflineView.as_view(schema=schema, graphiql=True)
+
+    @csrf_exempt
+    def view(request):
+        if http.wants_graphiql(request):
+            return graphiql(request)
+        try:
+            graphql_request = http.read_request(request)
+        except http.BadRequest as exc:
+            return http.respond_bad_request(request, exc)
+        return http.respond(request, execute_query(schema, graphql_request.query, graphql_request.variables,
+                                                   graphql_request.operation_name, context=request))
+
+    return view
 
 
 def health(request):

@@ -23,7 +23,7 @@ from .conftest import DATABASE_URL, bearer, graphql, register
 
 CREATE_RECIPE = 'mutation { createRecipe(name: "Pancakes", servings: 4) { recipe { id name } } }'
 CREATE_INGREDIENT = 'mutation { createIngredient(name: "flour") { ingredient { id name } } }'
-CONNECT = "mutation($r: String!, $i: String!) { createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }"
+CONNECT = "mutation($r: ID!, $i: ID!) { createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }"
 NESTED = "{ recipe { name ingredients { name } } ingredient { name recipes { name } } }"
 GATEWAY_URL = re.compile(r"up\. GraphQL .*?(http://127\.0\.0\.1:\d+)/graphql")
 

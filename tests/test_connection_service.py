@@ -59,7 +59,7 @@ def deleted(bus, name, id_):
 
 def rows(bus, service, column, value, fields=("pk", "recipe", "ingredient")):
     """The connection rows whose ``column`` is ``value``, read through the bus."""
-    query = f"query($v: String) {{ all_models({column}: $v) {{ {' '.join(fields)} }} }}"
+    query = f"query($v: ID) {{ all_models({column}: $v) {{ {' '.join(fields)} }} }}"
     reply = ask(bus, f"read.{service}.pending", {"query": query, "variables": {"v": str(value)}})
     assert reply.action_type == f"read.{service}.success", reply.payload
     assert reply.payload["errors"] == []
@@ -91,8 +91,9 @@ def test_summary_announces_the_connection(bus, recorder):
     bus.publish(ROLL_CALL, {})
     summary = announcements.wait_for(lambda e: e["payload"].get("name") == "ingredients")["payload"]
     assert summary["connection"] == {"from": {"service": "recipe"}, "to": {"service": "ingredient"}}
-    assert summary["fields"] == [{"name": "id", "type": "ID"}, {"name": "recipe", "type": "String"},
-                                 {"name": "ingredient", "type": "String"}]
+    # the columns hold the linked rows' ids: ID, as the primary key
+    assert [(f["name"], f["type"], f["required"]) for f in summary["fields"]] == [
+        ("id", "ID", True), ("recipe", "ID", True), ("ingredient", "ID", True)]
     assert [m["name"] for m in summary["mutations"]] == ["createIngredients", "updateIngredients", "deleteIngredients"]
     assert summary["mutations"][0]["event"] == "create.ingredients.pending"
 

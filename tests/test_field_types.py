@@ -70,7 +70,7 @@ def test_values_that_do_not_parse_are_reported_per_field():
 def test_custom_primary_key_and_camel_case_field():
     service = ModelService(model=Tag)
     summary = service.summarize()
-    assert {"name": "code", "type": "ID"} in summary["fields"]
+    assert {"name": "code", "type": "ID", "required": True, "description": "Code."} in summary["fields"]
     create_inputs = {i["name"]: i["required"] for i in summary["mutations"][0]["inputs"]}
     assert create_inputs == {"code": True, "displayName": True}
 

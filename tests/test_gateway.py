@@ -18,7 +18,7 @@ mutation Create($name: String!, $servings: Int) {
 }"""
 CREATE_INGREDIENT = "mutation($name: String!) { createIngredient(name: $name) { ingredient { id name } } }"
 CONNECT = """
-mutation($recipe: String!, $ingredient: String!) {
+mutation($recipe: ID!, $ingredient: ID!) {
   createIngredients(recipe: $recipe, ingredient: $ingredient) { ingredients { id } }
 }"""
 NESTED = "query Nested($name: String) { recipe(name: $name) { name ingredients { name } } }"
@@ -155,7 +155,7 @@ def test_requests_that_are_not_graphql(recipe_book):
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400 and "not JSON" in caught.value.read().decode()
     status, body = graphql(url, "")
-    assert status == 400 and body["errors"][0]["message"] == "Must provide a query string."
+    assert status == 400 and body["errors"][0]["message"] == "The request needs a query: a string holding a GraphQL document."
     status, body = graphql(url, 'mutation { deleteRecipe(id: "1") { id } }', method="GET")
     assert status == 405
 

@@ -189,9 +189,11 @@ def test_roll_call_is_answered_with_the_summary(bus, recorder):
     announcements = recorder(ANNOUNCE)
     bus.publish(ROLL_CALL, {})
     summary = announcements.wait_for(lambda e: e["payload"].get("name") == "recipe")["payload"]
-    assert {"name": "name", "type": "String"} in summary["fields"]
-    assert {"name": "id", "type": "ID"} in summary["fields"]
-    assert {"name": "created_at", "type": "DateTime"} in summary["fields"]
+    fields = {f["name"]: f for f in summary["fields"]}
+    assert fields["name"] == {"name": "name", "type": "String", "required": True, "description": "Name."}
+    assert fields["id"] == {"name": "id", "type": "ID", "required": True, "description": "The primary key."}
+    assert fields["created_at"] == {"name": "created_at", "type": "DateTime", "required": True,
+                                    "description": "Created at."}
     assert [m["name"] for m in summary["mutations"]] == ["createRecipe", "updateRecipe", "deleteRecipe"]
     assert summary["mutations"][0]["event"] == "create.recipe.pending"
     create_inputs = {i["name"]: i["required"] for i in summary["mutations"][0]["inputs"]}

@@ -172,7 +172,7 @@ def test_async_auth_criteria_filter_top_level_and_nested_rows(recipe_book):
     salt_id = salt["data"]["createIngredient"]["ingredient"]["id"]
     for name in ("secret stew", "open stew"):
         recipe_id = graphql(url, CREATE_RECIPE, {"n": name}, headers=session)[1]["data"]["createRecipe"]["recipe"]["id"]
-        graphql(url, "mutation($r: String!, $i: String!) "
+        graphql(url, "mutation($r: ID!, $i: ID!) "
                      "{ createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }",
                 {"r": recipe_id, "i": salt_id}, headers=session)
     query = '{ recipe(name_in: ["secret stew", "open stew"], order_by: ["name"]) { name } ' \
