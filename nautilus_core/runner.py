@@ -17,7 +17,8 @@ def worker_command(service, pool="solo", concurrency=None, loglevel="INFO"):
     return command
 
 
-def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout):
+def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout,
+                shutdown_timeout=15.0):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)}
     worker = subprocess.Popen(worker_command(service, pool, concurrency), env=env)
 
@@ -31,14 +32,14 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         stdout.flush()
         # ASGI, so that the asks of one gateway request wait together
         uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
-                    lifespan="off")
+                    lifespan="off", timeout_graceful_shutdown=shutdown_timeout)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         worker.terminate()
         try:
-            worker.wait(15)
+            worker.wait(shutdown_timeout)
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()

@@ -6,12 +6,14 @@ processes are started by fixtures and stopped by their PID.
 """
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
 from nautilus_core.bus import connect
 from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # this checkout: the tests run its manage.py
 RUN_ID = uuid.uuid4().hex[:8]
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
