@@ -24,7 +24,7 @@ from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, crud_action, name_
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
-from nautilus_core.service import ActionError, Service, on_action
+from nautilus_core.service import ActionError, Service, ServiceMisconfigured, on_action
 from nautilus_core.types import json_value
 
 from .auth import AuthError, Throttle, criteria_of, issue_tokens, read_session, revoke_session, rotate_tokens
@@ -49,6 +49,14 @@ class APIGateway(Service):
     public_mutations = frozenset()
     #: ``{service: field}``: rows of that service are created for, and changed only by, the user in ``field``
     owners = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.schema is not None:  # the original's gateways set one; it would hide the cloud's
+            raise ServiceMisconfigured(
+                f"{type(self).__name__} sets `schema`: a gateway's schema is built from the services' announcements. "
+                "Remove it; serve another API from a service of its own, or add HTTP routes with "
+                f"@{type(self).__name__}.route(url).", check_id="nautilus.E030")
 
     def asgi_handler(self):
         from .asgi import GatewayASGIHandler
