@@ -1,5 +1,14 @@
-"""nautilus.testing: the in-memory bus with each fault, ``handle``, and the pytest plugin's fixtures."""
+"""nautilus.testing: the in-memory bus with each fault, ``handle``, and the pytest plugin's fixtures.
+
+The property test's examples: ``NAUTILUS_FUZZ_EXAMPLES`` (25 by default).
+"""
+import os
+import subprocess
+import sys
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from django.test import override_settings
 
 from examples.recipe_book.recipes.models import Recipe
@@ -12,9 +21,21 @@ from nautilus_core.actions import Action
 from nautilus_core.bus import connect
 from nautilus_core.service import Service, on_action
 
-from .conftest import GATEWAY, RECIPES
+from .conftest import GATEWAY, PROJECT_DIR, RECIPES
 
 pytestmark = pytest.mark.django_db
+
+
+def test_import_nautilus_does_not_load_the_gateway():
+    """A model service imports nautilus; the gateway (schema builder, resolvers, tokens) stays out."""
+    code = ("import sys, nautilus\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gateway', 'model_service', 'celery')))\n"
+            "nautilus.ModelService\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gateway'))\n")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": RECIPES}
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split("\n")[:2] == ["[]", "[]"], done.stdout + done.stderr
 
 
 @pytest.fixture
@@ -140,3 +161,34 @@ def test_cloud_fixture(nautilus_cloud):
     cloud = nautilus_cloud(RECIPES, gateway=GATEWAY)
     status, body = cloud.query("{ recipe { name } }")
     assert status == 200 and body == {"data": {"recipe": []}}, body
+
+
+# -- property: whatever the faults, each action that arrives is applied exactly once --------------
+
+FAULTS = st.sampled_from(["none", "duplicate", "drop", "delay", "reorder"])
+
+
+@settings(max_examples=int(os.environ.get("NAUTILUS_FUZZ_EXAMPLES", 25)), deadline=None)
+@given(st.lists(st.tuples(st.text("abcdefgh", min_size=1, max_size=8), FAULTS), max_size=8))
+def test_each_create_that_arrives_is_applied_once(plan):
+    from nautilus_core.models import HandledAction
+
+    Recipe.objects.all().delete()
+    HandledAction.objects.all().delete()
+    with MemoryBus(RecipeService()) as memory:
+        for n, (name, fault) in enumerate(plan):
+            pattern = "create.recipe.pending"
+            if fault == "duplicate":
+                memory.duplicate(pattern)
+            elif fault == "drop":
+                memory.drop(pattern)
+            elif fault == "delay":
+                memory.delay(pattern, deliveries=2)
+            elif fault == "reorder":
+                memory.reorder(seed=n)
+            memory.publish(pattern, {"name": f"{n}-{name}"})
+            memory.deliver()
+        memory.deliver()
+        expected = sorted(f"{n}-{name}" for n, (name, fault) in enumerate(plan) if fault != "drop")
+        assert sorted(Recipe.objects.values_list("name", flat=True)) == expected
+        assert len({e["action_id"] for e in memory.of_type("create.recipe.success")}) == len(expected)

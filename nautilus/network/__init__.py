@@ -40,10 +40,15 @@ def crud_handler(Model, name=None):
     return handle
 
 
-__getattr__ = gone(__name__, {
+# the original's HTTP names (here and in nautilus.network.http)
+HTTP_REPLACEMENTS = {
     "RequestHandler": "an HTTP endpoint is a Django view: a function `def view(request)` or a django.views.View "
                       "subclass, given to Service.route(url) or service.add_http_endpoint(url, view).",
     "Response": "return a django.http.HttpResponse (or JsonResponse) from the view.",
+}
+
+__getattr__ = gone(__name__, {
+    **HTTP_REPLACEMENTS,
     "ActionHandler": "a service handles actions with `@nautilus.on_action(<type>)` methods, or a function "
                      "`action_handler(service, action_type, payload, props)` (see nautilus_core.original).",
     "combine_action_handlers": "write one `@nautilus.on_action(<type>)` method per action type on the service.",
