@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nautilus.testing import graphql  # noqa: F401  (the tests import it from here)
 from nautilus_core.bus import connect
 from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
@@ -106,29 +107,6 @@ def recorder(broker_url):
 @pytest.fixture(scope="module")
 def recipe_service(cloud):
     return cloud.start(RECIPES)
-
-
-def graphql(url, query, variables=None, operation_name=None, headers=None, method="POST"):
-    """POST (or GET) a GraphQL request; return ``(status, body as JSON)``."""
-    import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    params = {"query": query, "variables": variables, "operationName": operation_name}
-    if method == "GET":
-        query_string = urllib.parse.urlencode(
-            {k: json.dumps(v) if k == "variables" else v for k, v in params.items() if v is not None})
-        request = urllib.request.Request(f"{url}/graphql?{query_string}", headers={"Accept": "application/json",
-                                                                                  **(headers or {})})
-    else:
-        request = urllib.request.Request(f"{url}/graphql", data=json.dumps(params).encode(), method=method,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 @pytest.fixture(scope="module")

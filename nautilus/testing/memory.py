@@ -40,8 +40,6 @@ from nautilus_core.conf import nautilus_settings
 
 __all__ = ["MemoryBus", "NoReply"]
 
-FAULTS = ("duplicate", "drop", "delay", "reorder")
-
 
 class NoReply(AssertionError):
     """``MemoryBus.ask``: nothing answered once every queued action was delivered."""

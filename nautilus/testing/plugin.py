@@ -16,11 +16,8 @@ own PID when the test (or the module, for a cloud) ends.
 - ``nautilus_broker_proxy``: a ``BrokerProxy`` in front of the broker; ``.url(broker_url)``
   is the broker through it, ``cut()``/``restore()`` make and end an outage.
 """
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 import uuid
 from urllib.parse import urlsplit
 
@@ -28,6 +25,7 @@ import pytest
 
 from nautilus_core.testing import BrokerProxy, BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
+from . import graphql
 from .memory import MemoryBus
 
 __all__ = ["RunningCloud", "nautilus_memory_bus", "nautilus_broker_url", "nautilus_databases", "nautilus_service",
@@ -99,14 +97,7 @@ class RunningCloud:
 
     def query(self, query, variables=None, headers=None):
         """``(status, body)`` of a GraphQL POST to the gateway."""
-        request = urllib.request.Request(f"{self.url}/graphql", method="POST",
-                                         data=json.dumps({"query": query, "variables": variables}).encode(),
-                                         headers={"Content-Type": "application/json", **(headers or {})})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return graphql(self.url, query, variables, headers=headers)
 
     def wait_for_services(self, count, timeout=60):
         """Until the gateway knows ``count`` services (its roll call was answered)."""
