@@ -80,8 +80,8 @@ def apply_service_database():
         return
     try:
         cls = import_string(nautilus_settings.SERVICE)
-    except ImportError:
-        return  # nautilus.E002 says why
+    except (ImportError, ImproperlyConfigured, TypeError, ValueError):
+        return  # `manage.py check` says why (nautilus.E002 and the like)
     url = config_values(getattr(cls, "config", None)).get("database_url")
     if url:
         use_database_url(url)
