@@ -11,7 +11,9 @@ import time
 import urllib.request
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from django.db import models as django_models
 
 import nautilus
@@ -82,6 +84,8 @@ def test_the_service_example_runs_with_init_db_and_run(broker_url, databases, bu
     script = ("import django; django.setup()\n"
               "from nautilus_core.service import get_service\n"
               "service = get_service(); service.init_db()\n"
+              "from django.http import HttpResponse\n"
+              "service.add_http_endpoint('/added', lambda request: HttpResponse('added'))\n"
               "print('models', [m.__name__ for m in service.get_models()], flush=True)\n"
               f"service.run('127.0.0.1', {port}, shutdown_timeout=5.0)\n")
     log = open(tmp_path / "service.log", "w")
@@ -99,6 +103,8 @@ def test_the_service_example_runs_with_init_db_and_run(broker_url, databases, bu
         url = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{url}/", timeout=10) as response:
             assert response.read() == b"hello world"
+        with urllib.request.urlopen(f"{url}/added", timeout=10) as response:
+            assert response.read() == b"added"
         assert graphql(url, "{ all_models { name } }") == (200, {"data": {"all_models": [{"name": "soup"}]}})
     finally:
         process.send_signal(signal.SIGTERM)
@@ -139,6 +145,17 @@ def test_fields_keep_the_original_defaults():
     assert models.fields.BlobField is django_models.BinaryField
     assert models.fields.IntegerField is django_models.IntegerField
     assert models.BaseModel._meta.abstract
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=300))
+def test_a_char_field_without_max_length_takes_255_characters(value):
+    field = models.fields.CharField()
+    if len(value) <= 255:
+        field.run_validators(value)
+    else:
+        with pytest.raises(ValidationError, match="at most 255 characters"):
+            field.run_validators(value)
 
 
 def test_names_that_are_gone_say_what_to_use_instead():
