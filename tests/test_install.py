@@ -112,6 +112,10 @@ def test_a_startproject_project_runs_a_cloud(installed, tmp_path, broker_url):
                                 cwd=project, env=env, capture_output=True, text=True, timeout=300)
         assert tested.returncode == 0 and re.search(r"Ran [1-9]\d* tests?\b", tested.stderr), tested.stderr[-3000:]
 
+    # pytest finds the test kit's plugin through the package's entry point
+    fixtures = run(installed / "python", "-m", "pytest", "--fixtures", "-p", "no:cacheprovider", cwd=project, env=env)
+    assert "nautilus_memory_bus" in fixtures and "nautilus_cloud" in fixtures, fixtures[-3000:]
+
     prefix = f"nautilus_pkg_{RUN_ID}"
     cloud_env = clean_env(NAUTILUS_BROKER_URL=broker_url, NAUTILUS_SECRET_KEY="tests-only",
                           DATABASE_URL=re.sub(r"/[^/]*$", f"/{prefix}_{{service}}", DATABASE_URL))
