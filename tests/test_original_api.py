@@ -226,3 +226,22 @@ def test_an_action_handler_class_attribute_and_an_endpoint():
     with MemoryBus(service) as bus:
         assert bus.ask("greet.person.pending", {"name": "Bo"}).payload["greeting"] == "hello Bo"
     assert json.dumps(service.summarize())
+
+
+def shout(service, action_type, payload, props):
+    return "ok"  # the original's handlers returned nothing and sent replies themselves
+
+
+@pytest.mark.django_db
+def test_an_action_handler_that_returns_no_dict_fails_and_is_dead_lettered():
+    from django.test import override_settings
+
+    with override_settings(NAUTILUS={"MAX_RETRIES": 1}):
+        with MemoryBus(nautilus.Service(name="shouter", action_handler=shout)) as bus:
+            reply = bus.ask("shout.it.pending")
+            assert reply.action_type == "shout.it.error" and reply.payload["code"] == "internal_error"
+            # it gets every action, its own .error broadcast too, and fails on that one as well
+            letters = bus.dead_letters
+            assert [letter["routing_key"] for letter in letters] == ["shout.it.pending", "shout.it.error"]
+            assert all(letter["attempts"] == 2 and "returns the .success payload (a dict) or None" in letter["reason"]
+                       for letter in letters)
