@@ -29,6 +29,7 @@ from .process import django_command
 __all__ = ["ServiceProcess", "BusRecorder", "BrokerProxy", "manage", "virtual_host", "Databases", "dead_letters",
            "free_port"]
 
+
 def manage(settings, *args, env=None, check=True, timeout=120):
     """Run ``django-admin <args>`` for a service's settings in a child process (in the current folder)."""
     return subprocess.run(

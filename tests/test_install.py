@@ -95,7 +95,8 @@ def test_a_startproject_project_runs_a_cloud(installed, tmp_path, broker_url):
     settings = project / "shop" / "settings.py"
     text = settings.read_text()
     assert "'django.contrib.staticfiles'," in text
-    settings.write_text(text.replace("'django.contrib.staticfiles',", "'django.contrib.staticfiles',\n    'nautilus_core',"))
+    settings.write_text(text.replace("'django.contrib.staticfiles',",
+                                     "'django.contrib.staticfiles',\n    'nautilus_core',"))
     (project / "services").mkdir()
     (project / "services" / "__init__.py").write_text("")
     env = clean_env(NAUTILUS_DEMO="1")
