@@ -17,9 +17,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
-from nautilus_core.testing import PROJECT_DIR, BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
+from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # this checkout
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
 BOOK = "examples.recipe_book"

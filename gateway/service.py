@@ -24,7 +24,7 @@ from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
 from nautilus_core.rules import RuleError, validate_rule
-from nautilus_core.service import ActionError, Service, on_action
+from nautilus_core.service import ActionError, Service, ServiceMisconfigured, on_action
 from nautilus_core.types import json_value
 
 from . import authorization
@@ -57,6 +57,14 @@ class APIGateway(Service):
     read_rules = {}
     #: ``{connection: [column, …]}``: whose owners may link, change and unlink (default: its ``from`` column)
     connection_owners = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.schema is not None:  # the original's gateways set one; it would hide the cloud's
+            raise ServiceMisconfigured(
+                f"{type(self).__name__} sets `schema`: a gateway's schema is built from the services' announcements. "
+                "Remove it; serve another API from a service of its own, or add HTTP routes with "
+                f"@{type(self).__name__}.route(url).", check_id="nautilus.E030")
 
     def asgi_handler(self):
         from .asgi import GatewayASGIHandler

@@ -8,3 +8,6 @@ class NautilusCoreConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .databases import apply_service_database
+
+        apply_service_database()  # a service's config.database_url, before any query

@@ -6,6 +6,9 @@ install the ``gateway`` app; it gets the base port (8000) and starts last, so it
 finds the others up; the other services get the next ports, in the order of their names.
 Settings modules are imported by their package path: the folder's packages are walked up
 to the first folder without ``__init__.py``, which goes on the children's ``PYTHONPATH``.
+A sub-package whose settings name no service (``NAUTILUS["SERVICE"]``), such as the
+project package made by ``django-admin startproject``, is not a service and is skipped.
+Children run ``python -m django`` in the current folder (see ``nautilus_core.process``).
 
 ``up`` migrates every service's database (creating the PostgreSQL databases that a
 ``DATABASE_URL`` with ``{service}`` names), starts ``manage.py runservice`` per service with
@@ -23,12 +26,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .process import django_command, python_path
 from .supervisor import Child, stop_all
 
-__all__ = ["ServiceSpec", "discover", "create_databases", "Cloud", "CloudError", "get_json", "health_of",
-           "PROJECT_DIR"]
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+__all__ = ["ServiceSpec", "discover", "create_databases", "Cloud", "CloudError", "get_json", "health_of"]
 
 
 class CloudError(Exception):
@@ -72,10 +73,12 @@ def discover(path, base_port=8000):
             continue
         module_name = f"{prefix}.{package}.settings" if prefix else f"{package}.settings"
         module = importlib.import_module(module_name)  # plain settings: no app is loaded
+        if not getattr(module, "NAUTILUS", {}).get("SERVICE"):
+            continue  # a Django project's own settings, not a service
         specs.append(ServiceSpec(package, module_name, "gateway" in getattr(module, "INSTALLED_APPS", ()),
                                  module.DATABASES["default"]))
     if not specs:
-        raise CloudError(f"{path} holds no service: no sub-package with a settings.py")
+        raise CloudError(f"{path} holds no service: no sub-package with a settings.py naming a NAUTILUS service")
     specs.sort(key=lambda s: (s.gateway, s.package))
     ports = iter(range(base_port + 1, base_port + 1 + len(specs)))
     for spec in specs:
@@ -146,16 +149,16 @@ class Cloud:
         self.var_dir = Path(var_dir) if var_dir else None
         self.timeout = timeout
         self.children = []
-        self.base_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1",
-                         "PYTHONPATH": os.pathsep.join(dict.fromkeys(
-                             p for p in (str(root), str(PROJECT_DIR), os.environ.get("PYTHONPATH")) if p))}
+        self.base_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path(root)}
+        if self.var_dir is not None:  # every child sees the same var folder, whatever its settings say
+            self.base_env["NAUTILUS_VAR_DIR"] = str(self.var_dir)
 
     @property
     def gateway(self):
         return next((spec for spec in self.specs if spec.gateway), None)
 
     def _manage(self, spec, *args):
-        return [sys.executable, str(PROJECT_DIR / "manage.py"), *args, f"--settings={spec.settings}"]
+        return django_command(*args, settings=spec.settings)
 
     def _env(self, spec):
         return {**self.base_env, "DJANGO_SETTINGS_MODULE": spec.settings, "NAUTILUS_PUBLIC_URL": spec.url}
@@ -166,7 +169,7 @@ class Cloud:
 
         started = time.monotonic()
         running = [(spec, subprocess.Popen(self._manage(spec, "migrate", "--verbosity=0", "--no-input"),
-                                           env=self._env(spec), cwd=PROJECT_DIR, stdout=subprocess.PIPE,
+                                           env=self._env(spec), cwd=os.getcwd(), stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT)) for spec in self.specs]
         for spec, process in running:
             output = process.communicate()[0].decode(errors="replace")
@@ -179,7 +182,7 @@ class Cloud:
         children = []
         for spec in specs:
             child = Child(spec.package, self._manage(spec, "runservice", f"127.0.0.1:{spec.port}"),
-                          env=self._env(spec), cwd=PROJECT_DIR, printer=self.printer)
+                          env=self._env(spec), cwd=os.getcwd(), printer=self.printer)
             self.children.append(child.start())
             children.append((spec, child))
         self._wait_healthy(children, started)

@@ -135,7 +135,8 @@ class WorkerSupervisor(threading.Thread):
             pass
 
 
-def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout):
+def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout,
+                shutdown_timeout=15.0):
     """Serve HTTP (uvicorn) and supervise a worker until SIGTERM/Ctrl-C; SystemExit(1) if the worker gave up."""
     global _current
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)}
@@ -162,13 +163,13 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         say(f"{service.name}: http://{host}:{port}/graphql (worker pid {supervisor.pid})")
         # ASGI, so that the asks of one gateway request wait together
         uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
-                    lifespan="off")
+                    lifespan="off", timeout_graceful_shutdown=shutdown_timeout)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         gave_up = supervisor.state == "gave up"
-        supervisor.stop()
+        supervisor.stop(shutdown_timeout)
         _current = None
         service.cleanup()
     if gave_up:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+from types import SimpleNamespace
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, IntegrityError, transaction
@@ -91,21 +92,35 @@ def normalize_name(name):
 class Service:
     """The base of every service in a cloud.
 
-    Class attributes: ``name`` (default: the class name with a lower-case first letter),
-    ``schema`` (a graphene Schema served on ``/graphql``; None serves no GraphQL).
+    Class attributes (each also a constructor argument, as in the original library):
+    ``name`` (default: the class name with a lower-case first letter), ``schema`` (a graphene
+    Schema served on ``/graphql``; None serves no GraphQL), ``action_handler`` (the original's
+    one function for every action: see ``nautilus_core.original``), ``config`` (a class whose
+    ``database_url`` sets the service's database: see ``nautilus_core.databases``).
     """
 
     name = None
     schema = None
+    action_handler = None
+    config = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._routes = []  # each class its own: the original shared one list between all services
 
-    def __init__(self, name=None, schema=None):
+    def __init__(self, name=None, schema=None, action_handler=None, config=None, auth=True):
+        from .databases import config_values, use_database_url
+
         self.name = name or type(self).name or normalize_name(type(self).__name__)
         if schema is not None:
             self.schema = schema
+        if action_handler is not None:
+            self.action_handler = action_handler
+        self.config = SimpleNamespace(**config_values(type(self).config, config))
+        if config_values(config).get("database_url") and not os.environ.get("DATABASE_URL"):
+            use_database_url(self.config.database_url)  # as the class's config does at Django start
+        self.auth = auth  # accepted for the original's signature, which ignored it too: the gateway authorizes
+        self._endpoints = []
         self.handlers = self.get_handlers()
         self._bus = None
 
@@ -120,21 +135,35 @@ class Service:
 
         return register
 
+    def add_http_endpoint(self, url, request_handler):
+        """Serve a Django view (function or class-based) on ``url`` for this instance only.
+
+        Add endpoints before the service's URLs are loaded (in ``__init__``, say): the
+        service's URLconf is built once per process, from ``get_service()``'s routes.
+        """
+        from .original import http_view
+
+        self._endpoints.append((url.lstrip("/"), http_view(request_handler), {}))
+
     def get_routes(self):
-        """``(path, view, config)`` for this class and its bases, bases first."""
+        """``(path, view, config)`` for this class and its bases, bases first, then this instance's."""
         routes = []
         for klass in reversed(type(self).__mro__):
             routes.extend(klass.__dict__.get("_routes", ()))
-        return routes
+        return [*routes, *self._endpoints]
 
     def get_handlers(self):
-        """``{action_type: bound method}`` from the ``@on_action`` methods of the class."""
+        """``{action_type: bound method}`` from the ``@on_action`` methods of the class (and its ``action_handler``)."""
         handlers = {}
         for attr in dir(type(self)):
+            if attr == "action_handler":
+                continue
             method = getattr(self, attr, None)
             for type_ in getattr(method, "_nautilus_actions", ()):
                 handlers[type_] = method
-        return handlers
+        from .original import with_action_handler
+
+        return with_action_handler(self, handlers)
 
     def get_models(self):
         """The Django models this service owns."""
@@ -165,7 +194,9 @@ class Service:
     def queue(self):
         from .bus import service_queue
 
-        return service_queue(self.name, self.handlers, nautilus_settings.EXCHANGE,
+        # an action_handler for every action (the original's) binds every routing key
+        keys = ["#"] if getattr(self.handlers, "fallback", None) else self.handlers
+        return service_queue(self.name, keys, nautilus_settings.EXCHANGE,
                              queue_type=nautilus_settings.QUEUE_TYPE, delivery_limit=nautilus_settings.DELIVERY_LIMIT,
                              dead_letter_queue=nautilus_settings.DEAD_LETTER_QUEUE)
 
@@ -249,11 +280,15 @@ class Service:
 
         return ServiceASGIHandler()
 
-    def run(self, host="127.0.0.1", port=8000, **options):
-        """Serve HTTP and consume actions until stopped (``manage.py runservice``)."""
+    def run(self, host="127.0.0.1", port=8000, shutdown_timeout=15.0, **options):
+        """Serve HTTP and consume actions until stopped (``manage.py runservice``).
+
+        ``shutdown_timeout``: seconds the HTTP server and the worker have to finish what they
+        are doing once asked to stop, before they are stopped anyway.
+        """
         from .runner import run_service
 
-        run_service(self, host=host, port=port, **options)
+        run_service(self, host=host, port=port, shutdown_timeout=shutdown_timeout, **options)
 
     def cleanup(self):
         """Called when the service stops, however it stops."""

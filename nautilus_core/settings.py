@@ -21,12 +21,14 @@ import os
 import secrets
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from nautilus_core.databases import database_settings
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("NAUTILUS_VAR_DIR", BASE_DIR / "var"))
+
+# The embedded bus and the SQLite files: ``var/`` in the folder the command runs in (the project's),
+# never inside the installed package.
+VAR_DIR = Path(os.environ.get("NAUTILUS_VAR_DIR") or Path.cwd() / "var").resolve()
 
 DEBUG = os.environ.get("NAUTILUS_DEBUG", "") == "1"
 # The demo (the example cloud on a laptop) may run without a secret; nothing else may.
@@ -167,21 +169,18 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 
 
 def database(name):
-    """``DATABASES`` for the service ``name``: ``DATABASE_URL``, or ``var/<name>.sqlite3``."""
+    """``DATABASES`` for the service ``name``: ``DATABASE_URL``, or ``var/<name>.sqlite3``.
+
+    A ``database_url`` on the service's ``config`` class replaces this when Django starts,
+    unless ``DATABASE_URL`` is set (see ``nautilus_core.databases``).
+    """
     url = os.environ.get("DATABASE_URL")
     if url:
         url = url.replace("{service}", name)
     else:
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{VAR_DIR / name}.sqlite3"
-    config = dj_database_url.parse(url)
-    if config["ENGINE"].endswith("sqlite3"):
-        config.setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
-    elif config["ENGINE"].endswith("postgresql"):
-        # Celery's Django fixup closes the connection around every task: with Django's psycopg
-        # pool that returns it to the pool instead of opening a new one per action.
-        config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 4, "timeout": 10}
-    return {"default": config}
+    return {"default": database_settings(url)}
 
 
 def service_apps(*apps):

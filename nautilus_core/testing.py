@@ -24,18 +24,17 @@ from urllib.parse import urlsplit, urlunsplit
 from kombu import Connection, Consumer, Queue, binding
 
 from .bus import actions_exchange, envelope_of_task_message
+from .process import django_command
 
 __all__ = ["ServiceProcess", "BusRecorder", "BrokerProxy", "manage", "virtual_host", "Databases", "dead_letters",
            "free_port"]
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
 
 def manage(settings, *args, env=None, check=True, timeout=120):
-    """Run ``manage.py <args>`` for a service's settings in a child process; return it."""
+    """Run ``django-admin <args>`` for a service's settings in a child process (in the current folder)."""
     return subprocess.run(
-        [sys.executable, str(PROJECT_DIR / "manage.py"), *args, f"--settings={settings}"],
-        env={**os.environ, **(env or {})}, cwd=PROJECT_DIR, check=check, timeout=timeout,
+        django_command(*args, settings=settings),
+        env={**os.environ, **(env or {})}, check=check, timeout=timeout,
         capture_output=True, text=True,
     )
 
@@ -59,7 +58,7 @@ class ServiceProcess:
 
     def command(self):
         if self.http_port:
-            return [sys.executable, str(PROJECT_DIR / "manage.py"), "runservice", f"127.0.0.1:{self.http_port}"]
+            return django_command("runservice", f"127.0.0.1:{self.http_port}")
         return [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
                 "--loglevel=INFO", "--without-mingle", "--without-gossip",
                 f"--hostname={self.name}.{uuid.uuid4().hex[:6]}@%h"]
@@ -70,7 +69,7 @@ class ServiceProcess:
 
     def start(self):
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(self.command(), env=self.env, cwd=PROJECT_DIR,
+        self.process = subprocess.Popen(self.command(), env=self.env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         return self
 

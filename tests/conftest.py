@@ -6,13 +6,16 @@ processes are started by fixtures and stopped by their PID.
 """
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
+from nautilus.testing import graphql  # noqa: F401  (the tests import it from here)
 from nautilus_core.bus import connect
 from nautilus_core.internal import HEADER, derive_internal_token
 from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # this checkout: the tests run its manage.py
 RUN_ID = uuid.uuid4().hex[:8]
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
@@ -109,29 +112,6 @@ def recorder(broker_url):
 @pytest.fixture(scope="module")
 def recipe_service(cloud):
     return cloud.start(RECIPES)
-
-
-def graphql(url, query, variables=None, operation_name=None, headers=None, method="POST"):
-    """POST (or GET) a GraphQL request; return ``(status, body as JSON)``."""
-    import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    params = {"query": query, "variables": variables, "operationName": operation_name}
-    if method == "GET":
-        query_string = urllib.parse.urlencode(
-            {k: json.dumps(v) if k == "variables" else v for k, v in params.items() if v is not None})
-        request = urllib.request.Request(f"{url}/graphql?{query_string}", headers={"Accept": "application/json",
-                                                                                  **(headers or {})})
-    else:
-        request = urllib.request.Request(f"{url}/graphql", data=json.dumps(params).encode(), method=method,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 @pytest.fixture(scope="module")

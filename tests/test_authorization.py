@@ -185,7 +185,7 @@ def test_no_answer_depends_on_a_hidden_row(book, hidden, order_by, first, last, 
 
 
 def test_the_readmes_rules_are_the_code_that_runs():
-    from nautilus_core.testing import PROJECT_DIR
+    from .conftest import PROJECT_DIR
 
     readme = (PROJECT_DIR / "README.md").read_text()
     code = (PROJECT_DIR / "examples" / "recipe_book" / "gateway" / "services.py").read_text()

@@ -17,9 +17,8 @@ import pytest
 
 from nautilus_core.cloud import get_json
 from nautilus_core.internal import HEADER, derive_internal_token
-from nautilus_core.testing import PROJECT_DIR
 
-from .conftest import DATABASE_URL, bearer, graphql, register
+from .conftest import DATABASE_URL, PROJECT_DIR, bearer, graphql, register
 
 CREATE_RECIPE = 'mutation { createRecipe(name: "Pancakes", servings: 4) { recipe { id name } } }'
 CREATE_INGREDIENT = 'mutation { createIngredient(name: "flour") { ingredient { id name } } }'

@@ -10,7 +10,9 @@ from kombu import Connection, Queue, binding
 
 from nautilus_core.bus import AskTimeout, NoHandler, actions_exchange, connect
 from nautilus_core.settings import embedded_transport_options
-from nautilus_core.testing import PROJECT_DIR, free_port
+from nautilus_core.testing import free_port
+
+from .conftest import PROJECT_DIR
 
 from .conftest import RECIPES
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nautilus_core.testing import PROJECT_DIR
+from .conftest import PROJECT_DIR
 
 PRINT_KEY = "from django.conf import settings; print(settings.SECRET_KEY)"
 

@@ -13,8 +13,9 @@ import nautilus
 from nautilus_core.actions import ROLL_CALL, Action
 from nautilus_core.checks import check_service
 from nautilus_core.service import get_service
-from nautilus_core.testing import PROJECT_DIR
 from tests.kitchen.models import Tag
+
+from .conftest import PROJECT_DIR
 
 
 class BrokenModelService(nautilus.ModelService):

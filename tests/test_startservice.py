@@ -4,9 +4,9 @@ import subprocess
 import sys
 import time
 
-from nautilus_core.testing import PROJECT_DIR, ServiceProcess, free_port
+from nautilus_core.testing import ServiceProcess, free_port
 
-from .conftest import graphql
+from .conftest import PROJECT_DIR, graphql
 
 
 def startservice(folder, *args):

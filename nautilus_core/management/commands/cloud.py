@@ -12,10 +12,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.color import supports_color
 
-from nautilus_core.cloud import PROJECT_DIR, Cloud, CloudError, create_databases, discover, get_json, health_of
+from nautilus_core.cloud import Cloud, CloudError, create_databases, discover, get_json, health_of
 from nautilus_core.supervisor import LogPrinter
 
-DEFAULT_CLOUD = "examples/recipe_book"
+DEFAULT_CLOUD = "."  # the current folder: a project whose sub-packages are services
 
 
 def _without_password(url):
@@ -26,7 +26,8 @@ def _without_password(url):
 
 
 def _var_dir():
-    return Path(getattr(settings, "VAR_DIR", PROJECT_DIR / "var"))
+    """nautilus's settings' var folder; a project's own settings (without one): ``var/`` here."""
+    return Path(getattr(settings, "VAR_DIR", None) or os.environ.get("NAUTILUS_VAR_DIR") or Path.cwd() / "var")
 
 
 class Command(BaseCommand):
@@ -48,7 +49,6 @@ class Command(BaseCommand):
     def handle(self, action, path, port, timeout, gateway, **options):
         colour = options["force_color"] or (not options["no_color"] and supports_color())
         self.printer = LogPrinter(lambda text: (self.stdout.write(text), self.stdout.flush()), colour=colour)
-        path = path if Path(path).is_absolute() or Path(path).exists() else str(PROJECT_DIR / path)
         if action == "status":
             return self.status(path, port, gateway)
         try:

@@ -14,13 +14,13 @@ packages (with ``__init__.py``) it is ``folder.package``, else just ``package``.
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 from django.core.management.base import CommandError
 from django.core.management.templates import TemplateCommand
 
-from nautilus_core.cloud import PROJECT_DIR, import_root
+from nautilus_core.cloud import import_root
+from nautilus_core.process import django_command, python_path
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "service_templates"
 
@@ -68,7 +68,7 @@ class Command(TemplateCommand):
         self.stdout.write(f"  migrate: python manage.py migrate --settings={module}.settings\n"
                           f"  run:     python manage.py runservice {port} --settings={module}.settings\n"
                           f"  test:    python manage.py test {module} --settings={module}.settings"
-                          + (f"\n  (with {root} on PYTHONPATH)" if root != PROJECT_DIR else ""))
+                          + (f"\n  (with {root} on PYTHONPATH)" if root != Path.cwd().resolve() else ""))
 
     def context(self, kind, names, name, class_name):
         expected = 2 if kind == "connection" else 1
@@ -90,11 +90,9 @@ class Command(TemplateCommand):
         """The app's first migration, from the generated model (or join model), in a child process."""
         # makemigrations signs nothing: a throwaway key, whatever broker the environment names
         env = {**os.environ, "NAUTILUS_SECRET_KEY": secrets.token_urlsafe(32), "DATABASE_URL": "sqlite://:memory:",
-               "PYTHONPATH": os.pathsep.join(
-                   p for p in (str(root), str(PROJECT_DIR), os.environ.get("PYTHONPATH")) if p)}
+               "PYTHONPATH": python_path(root)}
         env.pop("DJANGO_SETTINGS_MODULE", None)
-        made = subprocess.run([sys.executable, str(PROJECT_DIR / "manage.py"), "makemigrations", label,
-                               f"--settings={module}.settings", "--verbosity=0"],
-                              env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+        made = subprocess.run(django_command("makemigrations", label, "--verbosity=0", settings=f"{module}.settings"),
+                              env=env, capture_output=True, text=True, timeout=120)
         if made.returncode:
             raise CommandError(f"makemigrations failed:\n{made.stdout}{made.stderr}")
