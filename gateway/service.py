@@ -96,14 +96,14 @@ class APIGateway(Service):
         every service announce itself twice as often."""
 
     def check(self):
-        """``manage.py check``: every read rule has the shape of ``nautilus_core.rules`` (nautilus.E030)."""
+        """``manage.py check``: every read rule has the shape of ``nautilus_core.rules`` (nautilus.E031)."""
         errors = []
         for service, rule in self.read_rules.items():
             try:
                 validate_rule(rule, f"read_rules[{service!r}]")
             except RuleError as exc:
                 errors.append(checks.Error(str(exc), hint="See the README, 'Users and authorization'.",
-                                           obj=type(self), id="nautilus.E030"))
+                                           obj=type(self), id="nautilus.E031"))
         return errors
 
     def get_handlers(self):

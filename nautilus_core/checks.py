@@ -36,6 +36,6 @@ def check_queues(app_configs=None, **kwargs):
         return [checks.Error(
             f"NAUTILUS_QUEUE_TYPE is {nautilus_settings.QUEUE_TYPE!r}.",
             hint=f"Use one of {', '.join(QUEUE_TYPES)}.",
-            id="nautilus.E020",
+            id="nautilus.E004",
         )]
     return []

@@ -201,7 +201,7 @@ def test_a_misshapen_read_rule_fails_the_system_checks():
 
     assert RecipeBookAPI().check() == []
     errors = Broken().check()
-    assert [e.id for e in errors] == ["nautilus.E030"] * 3
+    assert [e.id for e in errors] == ["nautilus.E031"] * 3
     assert [e.msg for e in errors] == [
         "read_rules['recipe']._or must be a list of rules",
         "read_rules['user'].pk: unknown operator '_like' (known: _eq, _neq, _gt, _gte, _lt, _lte, _in, _nin, _is_null)",

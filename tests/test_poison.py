@@ -343,5 +343,5 @@ def test_an_unknown_queue_type_is_a_check_error():
     from nautilus_core.checks import check_queues
 
     with override_settings(NAUTILUS={"QUEUE_TYPE": "stream"}):
-        assert [error.id for error in check_queues()] == ["nautilus.E020"]
+        assert [error.id for error in check_queues()] == ["nautilus.E004"]
     assert check_queues() == []
