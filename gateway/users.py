@@ -44,8 +44,8 @@ def user_mutations(snapshot, types, gateway):
             session, args={**inputs, "password": password}, resolver=resolver("register_user"),
             description=f"Creates a {service} with a password and opens a session."),
         f"login{service.title()}": graphene.Field(
-            session, args={gateway.login_field: graphene.Argument(graphene.String, required=True,
-                                                                  description=f"The {service}'s {gateway.login_field}."),
+            session, args={gateway.login_field: graphene.Argument(
+                               graphene.String, required=True, description=f"The {service}'s {gateway.login_field}."),
                            "password": password},
             resolver=resolver("login_user"), description=f"Opens a session for a {service}."),
         "refreshSession": graphene.Field(

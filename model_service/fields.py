@@ -18,7 +18,8 @@ from django.utils.text import capfirst
 
 from nautilus_core.types import json_value
 
-__all__ = ["graphql_type", "always_set", "field_description", "model_description", "model_fields", "field_lookup", "field_value", "json_value", "record_of", "parse_input",
+__all__ = ["graphql_type", "always_set", "field_description", "model_description", "model_fields", "field_lookup",
+           "field_value", "json_value", "record_of", "parse_input",
            "UnsupportedField"]
 
 

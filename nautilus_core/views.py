@@ -15,7 +15,7 @@ from .service import get_service
 
 
 def graphql_view(schema):
-    """``/graphql``: GraphQL over HTTP (``nautilus_core.http``), GraphiQL in a browser with its assets served locally."""
+    """``/graphql``: GraphQL over HTTP (``nautilus_core.http``), GraphiQL in a browser (assets served locally)."""
     graphiql = GraphiQLOfflineView.as_view(schema=schema, graphiql=True)
 
     @csrf_exempt

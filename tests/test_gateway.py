@@ -155,7 +155,8 @@ def test_requests_that_are_not_graphql(recipe_book):
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400 and "not JSON" in caught.value.read().decode()
     status, body = graphql(url, "")
-    assert status == 400 and body["errors"][0]["message"] == "The request needs a query: a string holding a GraphQL document."
+    assert status == 400
+    assert body["errors"][0]["message"] == "The request needs a query: a string holding a GraphQL document."
     status, body = graphql(url, 'mutation { deleteRecipe(id: "1") { id } }', method="GET")
     assert status == 405
 

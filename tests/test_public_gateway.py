@@ -29,8 +29,8 @@ CREATE_INGREDIENT = "mutation($name: String!) { createIngredient(name: $name) { 
 CONNECT = "mutation($r: ID!, $i: ID!) { createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }"
 CREATE_RECIPE = "mutation($name: String!) { createRecipe(name: $name) { recipe { id } } }"
 # issue 13: 130 bytes, 8 levels, took the gateway to 4.4 GB and ~2 minutes
-DEPTH_ATTACK = "{ recipe { ingredients { recipes { ingredients { recipes { ingredients { recipes { ingredients { name } " \
-               "} } } } } } } }"
+DEPTH_ATTACK = ("{ recipe { ingredients { recipes { ingredients { recipes { ingredients { recipes { ingredients "
+                "{ name } } } } } } } } }")
 
 
 def request(url, method="POST", path="/graphql", body=b"", headers=None, chunked=False):
@@ -229,7 +229,7 @@ def test_other_clients_are_served_while_hostile_requests_run(recipe_book):
     assert p50 < 0.25 and worst < 1.0, (p50, worst)
 
 
-# -- GraphQL over HTTP at every layer -----------------------------------------------------------------------------------
+# -- GraphQL over HTTP at every layer ----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module", params=["gateway", "service"])
@@ -307,7 +307,8 @@ def test_graphiql_still_opens_in_a_browser(endpoint):
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                                        max_size=3), max_leaves=8)
-documents = st.sampled_from(["{ __typename }", "query Q($a: Int) { __typename }", "{", "mutation { x }", "", "{ a b c }"])
+documents = st.sampled_from([
+    "{ __typename }", "query Q($a: Int) { __typename }", "{", "mutation { x }", "", "{ a b c }"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -349,7 +350,7 @@ def test_the_graphql_http_audits_pass_without_warnings(endpoint):
     assert failed == [], json.dumps(failed, indent=1)
 
 
-# -- a schema clients can trust -----------------------------------------------------------------------------------------
+# -- a schema clients can trust --------------------------------------------------------------------------------
 
 
 def test_the_printed_schema_is_the_committed_one(recipe_book):

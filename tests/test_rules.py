@@ -50,7 +50,8 @@ def holds(rule, row):
 
 
 COMPARISONS = st.one_of(
-    st.builds(lambda op, v: {"owner": {op: v}}, st.sampled_from(["_eq", "_neq"]), st.sampled_from(OWNERS + ["$user_id"])),
+    st.builds(lambda op, v: {"owner": {op: v}}, st.sampled_from(["_eq", "_neq"]),
+              st.sampled_from(OWNERS + ["$user_id"])),
     st.builds(lambda op, v: {"owner": {op: v}}, st.sampled_from(["_in", "_nin"]),
               st.lists(st.sampled_from(OWNERS + ["$user_id"]), max_size=3)),
     st.builds(lambda v: {"private": {"_eq": v}}, st.booleans()),

@@ -84,7 +84,8 @@ def test_the_services_own_api_is_internal(running, bus):
         status, _, body = get(f"{running['base']}/graphql", data=payload,
                               headers={"Content-Type": "application/json", **headers})
         assert status == 403 and "kept inside" not in body and "internal" in json.loads(body)["errors"][0]["message"]
-    status, headers, _ = get(f"{running['base']}/graphql?" + urllib.parse.urlencode({"query": "{ all_models { name } }"}))
+    query = urllib.parse.urlencode({"query": "{ all_models { name } }"})
+    status, headers, _ = get(f"{running['base']}/graphql?" + query)
     assert status == 403
     # a browser is sent to the admin's login (staff sign in there)
     request = urllib.request.Request(f"{running['base']}/graphql", headers={"Accept": "text/html"})

@@ -63,7 +63,8 @@ def test_a_killed_worker_is_restarted_and_health_says_so_meanwhile(cloud, bus):
     assert reply.action_type == "create.recipe.success"
     down = [(status, worker, live, why) for at, status, worker, live, why in seen if at > killed and status != 200]
     back = min(at for at, status, *_ in seen if at > restarted and status == 200)
-    print("\nkill -9 under runservice:", json.dumps({"503s seen": len(down), "workers": sorted({w for _, w, _, _ in down}),
+    workers = sorted({w for _, w, _, _ in down})
+    print("\nkill -9 under runservice:", json.dumps({"503s seen": len(down), "workers": workers,
                                                      "seconds until ready again": round(back - killed, 1)}))
     assert down, "no 503 while the worker was down"
     assert all(status == 503 and worker in ("restarting", "exited", "not consuming") for status, worker, _, _ in down)
@@ -89,7 +90,8 @@ def test_runservice_gives_up_on_a_worker_that_keeps_dying(cloud):
 def test_health_names_the_broker_when_it_is_away(cloud, broker_url):
     proxy = BrokerProxy()
     try:
-        service = cloud.start(RECIPES, http=True, env={**cloud.env(RECIPES), "NAUTILUS_BROKER_URL": proxy.url(broker_url)})
+        env = {**cloud.env(RECIPES), "NAUTILUS_BROKER_URL": proxy.url(broker_url)}
+        service = cloud.start(RECIPES, http=True, env=env)
         proxy.cut()
         status, body = eventually(lambda: (answer := get(f"{service.url}/health"))[0] == 503 and answer, timeout=20)
         assert body["status"] == "unavailable" and body["broker"].startswith("unreachable"), body
