@@ -27,7 +27,7 @@ from .bus import actions_exchange, envelope_of_task_message
 from .process import django_command
 
 __all__ = ["ServiceProcess", "BusRecorder", "BrokerProxy", "manage", "virtual_host", "Databases", "dead_letters",
-           "free_port"]
+           "drain_for", "free_port"]
 
 
 def manage(settings, *args, env=None, check=True, timeout=120):
@@ -133,6 +133,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def drain_for(connection, seconds):
+    """Let a kombu connection's consumers take what arrives within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            connection.drain_events(timeout=max(0.01, deadline - time.monotonic()))
+        except (TimeoutError, OSError):
+            pass
+
+
 class BusRecorder:
     """Records the envelopes published on the exchange under some routing-key patterns."""
 
@@ -158,12 +168,7 @@ class BusRecorder:
 
     def drain(self, seconds=0.2):
         """Collect what arrives within ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                self.connection.drain_events(timeout=max(0.01, deadline - time.monotonic()))
-            except (TimeoutError, OSError):
-                pass
+        drain_for(self.connection, seconds)
         return self.envelopes
 
     def wait_for(self, predicate, timeout=10):

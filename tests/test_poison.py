@@ -17,7 +17,7 @@ import pytest
 from kombu import Connection, Consumer, Producer, Queue
 
 from nautilus_core.bus import actions_exchange, connect
-from nautilus_core.testing import dead_letters
+from nautilus_core.testing import dead_letters, drain_for
 
 from .conftest import RECIPES
 
@@ -51,12 +51,7 @@ class Asker:
                               declare=[self.exchange])
 
     def drain(self, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                self.connection.drain_events(timeout=max(0.01, deadline - time.monotonic()))
-            except (TimeoutError, OSError):
-                pass
+        drain_for(self.connection, seconds)
         return self.replies
 
     def replies_to(self, token):
