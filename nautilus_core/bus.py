@@ -383,8 +383,10 @@ class Bus:
         if producer is None:
             raise ConnectionError("the connection to the broker is lost (reconnecting)")
         try:
-            # declared by the listener: a declare here would read its connection from this thread
-            self._send(action, producer, mandatory=True, retry=False, declare=[], **options)
+            # declared by the listener: a declare here would read its connection from this thread;
+            # one publisher at a time: py-amqp writes a message as several frames
+            with self._replies.publishing:
+                self._send(action, producer, mandatory=True, retry=False, declare=[], **options)
         except (OSError, AttributeError, OperationalError, AMQPError) as exc:  # a closed channel or socket
             raise ConnectionError(f"the connection to the broker is lost: {exc}") from exc
 
@@ -453,6 +455,7 @@ class _ReplyListener(threading.Thread):
         self.unexpected = 0  # replies nobody waited for: duplicates after a redelivery, or too late
         self._pending = {}
         self._lock = threading.Lock()
+        self.publishing = threading.Lock()  # held while an asking thread publishes on ``producer``
         self._stopping = threading.Event()
         self._ready = threading.Event()
 
@@ -496,6 +499,10 @@ class _ReplyListener(threading.Thread):
         with consumer:
             self.amqp = connection.transport.driver_type == "amqp"
             if self.amqp:
+                # Before each publish py-amqp reads the connection for a connection.blocked notice (with
+                # drain_events, from the publishing thread): two threads reading one socket tear frames
+                # apart and hang. Only this thread reads; the notice still reaches it here.
+                connection.connection.client_properties.get("capabilities", {})["connection.blocked"] = False
                 producer = Producer(connection.channel(), on_return=self._on_return)
                 self.exchange(producer.channel).declare()
                 self.producer = producer

@@ -18,9 +18,9 @@ CREATE_RECIPE = """mutation($n: String!, $d: String, $m: Int, $s: Int, $p: Boole
 UPDATE_HIDDEN = """mutation($id: ID!, $n: String, $d: String, $m: Int, $s: Int) {
   updateRecipe(id: $id, name: $n, description: $d, minutes: $m, servings: $s) { recipe { id } } }"""
 CREATE_INGREDIENT = 'mutation($n: String!) { createIngredient(name: $n) { ingredient { id } } }'
-LINK = "mutation($r: String!, $i: String!) { createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }"
+LINK = "mutation($r: ID!, $i: ID!) { createIngredients(recipe: $r, ingredient: $i) { ingredients { id } } }"
 UNLINK = "mutation($id: ID!) { deleteIngredients(id: $id) { id } }"
-MOVE_LINK = "mutation($id: ID!, $r: String) { updateIngredients(id: $id, recipe: $r) { ingredients { id } } }"
+MOVE_LINK = "mutation($id: ID!, $r: ID) { updateIngredients(id: $id, recipe: $r) { ingredients { id } } }"
 GATEWAY_ENV = {"NAUTILUS_ACCESS_TOKEN_LIFETIME": "3600"}  # the users' sessions last the whole module
 FIELDS = ("name", "description", "minutes", "servings", "pk")
 EXAMPLES = int(os.environ.get("NAUTILUS_FUZZ_EXAMPLES", "40"))  # more: NAUTILUS_FUZZ_EXAMPLES=500
