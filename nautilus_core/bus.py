@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "nautilus.action"
 
+# Seconds a reply waits for its asker: the reply queue expires this long after its asker left,
+# and a reply is dropped this long after it was sent (on Redis that is what removes the replies
+# to an asker that is gone: see nautilus_core/redis_transport.py).
+REPLY_TTL = 60
+
 
 class AskTimeout(TimeoutError):
     """Nobody answered an ask in time."""
@@ -126,6 +131,7 @@ class Bus:
                 content_type="application/json",
                 content_encoding="utf-8",
                 delivery_mode=1,
+                expiration=REPLY_TTL,
                 retry=True,
             )
 
@@ -251,12 +257,20 @@ class Bus:
 
 
 def connect(broker_url, *, sender, transport_options=None, **kwargs):
-    """A Bus on its own Celery app, for processes that run no service (tests, benchmarks)."""
+    """A Bus on its own Celery app, for processes that run no service (tests, benchmarks).
+
+    The transport is nautilus's for the URL's broker (``nautilus_core.brokers``);
+    ``transport_options`` add to its options.
+    """
     from celery import Celery
 
+    from .brokers import connection_options
+
+    options = connection_options(broker_url)
     app = Celery("nautilus.bus", broker=broker_url, set_as_current=False)
-    app.conf.update(task_serializer="json", accept_content=["json"],
-                    broker_transport_options=transport_options or {})
+    app.conf.update(task_serializer="json", accept_content=["json"], broker_transport=options["transport"],
+                    broker_transport_options={**options["transport_options"], **(transport_options or {})},
+                    broker_use_ssl=options["ssl"])
     return Bus(app, sender=sender, **kwargs)
 
 
@@ -270,7 +284,7 @@ class _ReplyListener(threading.Thread):
         # its last consumer left.
         self.queue = Queue(
             f"nautilus.reply.{uuid.uuid4().hex}", durable=False, auto_delete=False,
-            queue_arguments={"x-expires": 60_000},
+            queue_arguments={"x-expires": REPLY_TTL * 1000},
         )
         self.unexpected = 0  # replies nobody waited for: duplicates after a redelivery, or too late
         self._pending = {}
