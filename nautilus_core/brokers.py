@@ -23,9 +23,9 @@ Everything that opens a connection (settings, ``bus.connect``, the test kit, the
 takes its transport from ``connection_options(url)``, so all of them agree on keys and timeouts.
 """
 import os
+import re
 import ssl
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -38,21 +38,30 @@ SCHEMES = {"amqp": "rabbitmq", "amqps": "rabbitmq", "pyamqp": "rabbitmq",
 
 REDIS_VISIBILITY_TIMEOUT = 300.0
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
 
 class UnsupportedBroker(ImproperlyConfigured):
     """``NAUTILUS_BROKER_URL`` names a broker nautilus does not run on."""
 
     def __init__(self, url):
-        scheme = urlsplit(url).scheme if "://" in url else url
+        scheme = scheme_of(url)  # only the scheme is repeated: the rest may hold a password
+        refused = f"unsupported broker {scheme!r}" if scheme else "not a broker URL"
         super().__init__(
-            f"NAUTILUS_BROKER_URL: unsupported broker {scheme!r}; use amqp://, amqps:// or pyamqp:// (RabbitMQ), "
+            f"NAUTILUS_BROKER_URL: {refused}; use amqp://, amqps:// or pyamqp:// (RabbitMQ), "
             "redis:// or rediss:// (Redis), or leave it unset for the embedded bus (filesystem://)"
         )
 
 
+def scheme_of(url):
+    """The scheme of ``scheme://…`` in lower case, or None (read by hand: ``urlsplit`` raises on some netlocs)."""
+    match = _SCHEME.match(url)
+    return match[1].lower() if match else None
+
+
 def broker_of(url):
     """``"rabbitmq"``, ``"redis"`` or ``"embedded"``; UnsupportedBroker for anything else."""
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    scheme = scheme_of(url)
     if scheme not in SCHEMES:
         raise UnsupportedBroker(url)
     return SCHEMES[scheme]
@@ -70,7 +79,7 @@ def connection_options(url, var_dir=None):
         # kombu turns rediss:// into TLS only for its own transport name, and then without
         # checking the certificate: here TLS with a checked certificate, unless the URL's
         # ssl_cert_reqs says otherwise
-        secure = urlsplit(url).scheme.lower() == "rediss"
+        secure = scheme_of(url) == "rediss"
         return {"transport": "nautilus_core.redis_transport:Transport", "transport_options": redis_transport_options(),
                 "ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED} if secure else None}
     return {"transport": None, "transport_options": {}, "ssl": None}
