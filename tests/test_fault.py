@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from kombu import Producer
 from nautilus_core.actions import Action
 from nautilus_core.brokers import connection as broker_connection
 from nautilus_core.bus import actions_exchange, connect
-from nautilus_core.testing import BrokerProxy, ServiceProcess, dead_letters
+from nautilus_core.testing import BrokerProxy, ServiceProcess, dead_letters, free_port
 
 from .conftest import INGREDIENTS, RECIPES
 
@@ -310,3 +311,57 @@ def test_worker_and_asker_survive_a_broker_outage(cloud, broker_url):
         bus.close()
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+@pytest.mark.brokers("redis")
+def test_worker_and_asker_survive_a_redis_restart_without_persistence(cloud, tmp_path):
+    """A Redis of the test's own (``--save "" --appendonly no``, as this machine's) is killed and
+    started again, empty, while a worker and an asker use it.
+
+    They reconnect by themselves and the worker declares its queue and bindings again; an ask
+    during the outage fails fast; the action a worker held across the restart is applied once.
+    What was only in Redis (queued actions, replies not yet read, dead letters) is gone: the
+    README's delivery section says so, and the data is not checked here.
+    """
+    port = free_port()
+
+    def start_redis():
+        return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+
+    server = start_redis()
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        env = {**cloud.env(RECIPES), "NAUTILUS_BROKER_URL": url}
+        worker = cloud.start(RECIPES, env=env)
+        bus = connect(url, sender="restart")
+        assert bus.ask("create.recipe.pending", {"name": "before"}, timeout=10).action_type == "create.recipe.success"
+        in_flight = [bus._send_ask("create.recipe.pending", {"name": f"in-flight-{n}"}) for n in range(50)]
+        server.kill()
+        server.wait()
+        started = time.monotonic()
+        with pytest.raises(Exception):
+            bus.ask("create.recipe.pending", {"name": "during"}, timeout=3)
+        failed_fast = time.monotonic() - started
+        server = start_redis()
+        deadline, after = time.monotonic() + 60, None
+        while after is None:  # the worker and the reply listener reconnect, the worker binds again
+            try:
+                after = bus.ask("create.recipe.pending", {"name": "after"}, timeout=2)
+            except Exception:
+                assert time.monotonic() < deadline, worker.log()[-3000:]
+        answered = sum(future.done() for future, _ in in_flight)
+        worker_survived = worker.process.poll() is None
+        worker.stop()
+        rows, distinct = recipe_rows(env["DATABASE_URL"], "")
+        figures = {"in flight at the restart": len(in_flight), "answered of those": answered, "rows": rows,
+                   "ask during the outage failed after s": round(failed_fast, 2)}
+        print("\nredis restart:", json.dumps(figures))
+        bus.close()
+        assert worker_survived and after.action_type == "create.recipe.success", figures
+        assert failed_fast < 10, figures
+        assert rows == distinct, figures  # nothing applied twice
+    finally:
+        server.kill()
+        server.wait()
