@@ -1,10 +1,14 @@
 """Benchmarks: nautilus against Celery, kombu and its own flat queries, as ratios in one run.
 
     .venv/bin/python -m bench [--rounds 500] [--stream 3000] [--load-seconds 10] [--only roundtrip,stream,gateway,load]
+                              [--brokers rabbitmq,redis]
 
-Runs on NAUTILUS_BROKER_URL (RabbitMQ) and DATABASE_URL (PostgreSQL), in a virtual host and
-databases of its own, dropped at the end. Every ratio is against a baseline measured in this
-same run. Prints figures; asserts nothing (the goals are in bench/RESULTS.md).
+Runs on each broker in turn: NAUTILUS_BROKER_URL (RabbitMQ, in a virtual host of its own) and
+NAUTILUS_TEST_REDIS_URL (Redis, under a key prefix of its own), with DATABASE_URL (PostgreSQL,
+databases of its own); everything is removed at the end. Each broker runs in a child process of
+this one, so that the baseline Celery app meets one broker only. Every ratio is against a
+baseline measured in this same run on the same broker. Prints figures; asserts nothing (the goals
+are in bench/RESULTS.md).
 """
 import argparse
 import http.client
@@ -19,10 +23,12 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
+from nautilus_core.testing import (BusRecorder, Databases, ServiceProcess, free_port, manage, redis_keyspace,
+                                   virtual_host)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # this checkout
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+REDIS_URL = os.environ.get("NAUTILUS_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
 BOOK = "examples.recipe_book"
 SERVICES = {"recipe": f"{BOOK}.recipes.settings", "ingredient": f"{BOOK}.ingredients.settings",
@@ -31,10 +37,11 @@ ROWS = []
 
 
 def report(section, label, p50=None, p99=None, rate=None, ratio=None, note=""):
+    section = f"{os.environ.get('NAUTILUS_BENCH_BROKER', '')} {section}".strip()
     ROWS.append((section, label, p50, p99, rate, ratio, note))
     cells = [f"{p50:8.2f}" if p50 is not None else " " * 8, f"{p99:8.2f}" if p99 is not None else " " * 8,
              f"{rate:9.0f}" if rate is not None else " " * 9, f"{ratio:7.2f}x" if ratio is not None else " " * 8]
-    print(f"{section:10} {label:58} {' '.join(cells)}  {note}", flush=True)
+    print(f"{section:18} {label:58} {' '.join(cells)}  {note}", flush=True)
 
 
 def percentiles(samples):
@@ -113,17 +120,18 @@ def roundtrip(bench, args):
         celery = timed(lambda: noop.delay().get(timeout=10), args.rounds)
     finally:
         stop_process(worker)
-    server = subprocess.Popen([sys.executable, "-m", "bench.baseline", "kombu-server", bench.broker_url],
-                              cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
-    try:
-        server.stdout.readline()
-        client = KombuClient(bench.broker_url)
-        kombu = timed(client.call, args.rounds)
-        client.close()
-    finally:
-        stop_process(server)
     report("roundtrip", "bare Celery delay().get(), no-op task, solo", *celery, ratio=1.0)
-    report("roundtrip", "kombu RPC, direct reply-to", *kombu, ratio=kombu[0] / celery[0])
+    if bench.broker_url.startswith("amqp"):  # direct reply-to is RabbitMQ's
+        server = subprocess.Popen([sys.executable, "-m", "bench.baseline", "kombu-server", bench.broker_url],
+                                  cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+        try:
+            server.stdout.readline()
+            client = KombuClient(bench.broker_url)
+            kombu = timed(client.call, args.rounds)
+            client.close()
+        finally:
+            stop_process(server)
+        report("roundtrip", "kombu RPC, direct reply-to", *kombu, ratio=kombu[0] / celery[0])
 
     recipe = bench.start("recipe", SERVICES["recipe"])
     create = timed(lambda: bench.bus.ask("create.recipe.pending", {"name": "bench"}, timeout=10), args.rounds)
@@ -264,35 +272,56 @@ def main():
     parser.add_argument("--stream", type=int, default=3000)
     parser.add_argument("--load-seconds", type=float, default=10)
     parser.add_argument("--only", default="roundtrip,stream,gateway,load")
+    parser.add_argument("--brokers", default="rabbitmq,redis", help="rabbitmq, redis or both, in this order")
     args = parser.parse_args()
-    sections = set(args.only.split(","))
+    brokers = args.brokers.split(",")
+    if "NAUTILUS_BENCH_QUIET_HEADER" not in os.environ:
+        print(f"{'section':18} {'figure':58} {'p50 ms':>8} {'p99 ms':>8} {'rate/s':>9} {'ratio':>8}", flush=True)
+    if len(brokers) > 1:  # one child per broker, so that the baseline Celery app meets one broker only
+        failed = 0
+        for broker in brokers:
+            argv = [arg for arg in sys.argv[1:] if not arg.startswith("--brokers")]
+            failed |= subprocess.run([sys.executable, "-m", "bench", *argv, f"--brokers={broker}"], cwd=PROJECT_DIR,
+                                     env={**os.environ, "NAUTILUS_BENCH_QUIET_HEADER": "1"}).returncode
+        sys.exit(failed)
     run = uuid.uuid4().hex[:8]
     databases = Databases(DATABASE_URL, prefix=f"nautilus_bench_{run}")
     log_dir = f"/tmp/nautilus-bench-{run}"
     os.makedirs(log_dir, exist_ok=True)
-    print(f"{'section':10} {'figure':58} {'p50 ms':>8} {'p99 ms':>8} {'rate/s':>9} {'ratio':>8}")
+    os.environ["NAUTILUS_BENCH_BROKER"] = brokers[0]
+    if brokers[0] == "redis":
+        # the baseline is bare Celery on kombu's own Redis transport, under the same key prefix
+        space = redis_keyspace(REDIS_URL, f"nautilus-bench-{run}:")
+    elif brokers[0] == "rabbitmq":
+        space = virtual_host(BROKER_URL, f"nautilus-bench-{run}")
+    else:
+        parser.error(f"unknown broker {brokers[0]!r}: rabbitmq or redis")
     try:
-        with virtual_host(BROKER_URL, f"nautilus-bench-{run}") as broker_url:
+        with space as broker_url:
             os.environ["NAUTILUS_BROKER_URL"] = broker_url  # for the baseline Celery app
             from bench.baseline import app
 
             app.conf.broker_url = broker_url
-            bench = Bench(broker_url, databases, log_dir)
-            try:
-                if "roundtrip" in sections:
-                    roundtrip(bench, args)
-                if "stream" in sections:
-                    stream(bench, args)
-                if sections & {"gateway", "load"}:
-                    host, port = gateway_cloud(bench)
-                    if "gateway" in sections:
-                        gateway(bench, args, host, port)
-                    if "load" in sections:
-                        load(bench, args, host, port)
-            finally:
-                bench.close()
+            run_sections(Bench(broker_url, databases, log_dir), args)
     finally:
         databases.drop_all()
+
+
+def run_sections(bench, args):
+    sections = set(args.only.split(","))
+    try:
+        if "roundtrip" in sections:
+            roundtrip(bench, args)
+        if "stream" in sections:
+            stream(bench, args)
+        if sections & {"gateway", "load"}:
+            host, port = gateway_cloud(bench)
+            if "gateway" in sections:
+                gateway(bench, args, host, port)
+            if "load" in sections:
+                load(bench, args, host, port)
+    finally:
+        bench.close()
 
 
 if __name__ == "__main__":

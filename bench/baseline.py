@@ -1,6 +1,7 @@
 """Baselines measured in the same run as nautilus: a bare Celery app and kombu RPC.
 
-- ``app`` / ``noop``: a Celery app with a no-op task on the same broker (``rpc://`` results).
+- ``app`` / ``noop``: a Celery app with a no-op task on the same broker (``rpc://`` results), with
+  kombu's own transport for it (on Redis, under the bench's key prefix).
 - ``python -m bench.baseline kombu-server URL``: a kombu RPC server answering on
   ``bench.kombu`` to the request's ``reply_to`` (RabbitMQ direct reply-to).
 """
@@ -14,6 +15,8 @@ app = Celery("bench.baseline", broker=os.environ.get("NAUTILUS_BROKER_URL"), bac
 app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json",
                 task_default_queue="bench.baseline", worker_hijack_root_logger=False,
                 worker_prefetch_multiplier=16)
+if (app.conf.broker_url or "").startswith("redis"):  # kombu's own Redis transport, under the bench's key prefix
+    app.conf.broker_transport_options = {"global_keyprefix": os.environ.get("NAUTILUS_REDIS_KEY_PREFIX", "")}
 
 KOMBU_QUEUE = "bench.kombu"
 

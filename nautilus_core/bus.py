@@ -17,7 +17,7 @@ the asker waits ``grace`` seconds past it for a late answer, then gives up (AskT
 A service refuses an action past its deadline, so an asker that gave up can retry. An ask
 nobody can receive fails at once (NoHandler): on RabbitMQ it is published ``mandatory``
 on the reply listener's connection, whose thread sees the broker return it; on the embedded
-bus the exchange's bindings are read first (``ROUTE_CHECKS``); elsewhere it times out.
+bus and Redis the exchange's bindings are read first (``ROUTE_CHECKS``); elsewhere it times out.
 
 A dead letter (``nautilus.dead``) is a JSON record with the layer at fault and the reason
 (``nautilus_core.intake`` decides), and what it takes to send the message again
@@ -50,6 +50,11 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "nautilus.action"
 QUEUE_TYPES = ("classic", "quorum")
+
+# Seconds a reply waits for its asker: the reply queue expires this long after its asker left,
+# and a reply is dropped this long after it was sent (on Redis that is what removes the replies
+# to an asker that is gone: see nautilus_core/redis_transport.py).
+REPLY_TTL = 60
 
 
 class AskTimeout(TimeoutError):
@@ -97,14 +102,15 @@ def reach_broker(connection, timeout=8.0):
 
 
 def _bound_in_table(channel, exchange, routing_key):
-    """Embedded bus: whether the exchange's binding table (a shared file) routes ``routing_key``."""
+    """Embedded bus and Redis (kombu's virtual transports): whether the exchange's binding table
+    (a shared file; a Redis set) routes ``routing_key``."""
     return bool(channel.exchange_types["topic"].lookup(channel.get_table(exchange), exchange, routing_key, None))
 
 
 # Per kombu transport (``driver_type``): ``check(channel, exchange name, routing key)`` → whether some
 # queue is bound to the key. RabbitMQ needs none (its asks are mandatory and returned when unroutable);
 # a transport without a check lets an unroutable ask time out.
-ROUTE_CHECKS = {"filesystem": _bound_in_table}
+ROUTE_CHECKS = {"filesystem": _bound_in_table, "redis": _bound_in_table}
 
 
 def actions_exchange(name):
@@ -260,6 +266,7 @@ class Bus:
                 content_type="application/json",
                 content_encoding="utf-8",
                 delivery_mode=1,
+                expiration=REPLY_TTL,
                 retry=True,
             )
 
@@ -420,12 +427,20 @@ class Bus:
 
 
 def connect(broker_url, *, sender, transport_options=None, **kwargs):
-    """A Bus on its own Celery app, for processes that run no service (tests, benchmarks)."""
+    """A Bus on its own Celery app, for processes that run no service (tests, benchmarks).
+
+    The transport is nautilus's for the URL's broker (``nautilus_core.brokers``);
+    ``transport_options`` add to its options.
+    """
     from celery import Celery
 
+    from .brokers import connection_options
+
+    options = connection_options(broker_url)
     app = Celery("nautilus.bus", broker=broker_url, set_as_current=False)
-    app.conf.update(task_serializer="json", accept_content=["json"],
-                    broker_transport_options=transport_options or {})
+    app.conf.update(task_serializer="json", accept_content=["json"], broker_transport=options["transport"],
+                    broker_transport_options={**options["transport_options"], **(transport_options or {})},
+                    broker_use_ssl=options["ssl"])
     return Bus(app, sender=sender, **kwargs)
 
 
@@ -450,7 +465,7 @@ class _ReplyListener(threading.Thread):
         # its last consumer left.
         self.queue = Queue(
             f"nautilus.reply.{uuid.uuid4().hex}", durable=False, auto_delete=False,
-            queue_arguments={"x-expires": 60_000},
+            queue_arguments={"x-expires": REPLY_TTL * 1000},
         )
         self.unexpected = 0  # replies nobody waited for: duplicates after a redelivery, or too late
         self._pending = {}

@@ -15,7 +15,7 @@ Environment: ``NAUTILUS_BROKER_URL`` (default: an embedded file-backed bus under
 ``{service}`` in the URL is replaced by the service's database name),
 ``NAUTILUS_SECRET_KEY`` (required; with ``NAUTILUS_DEMO=1`` and neither a broker nor a database
 server, a random key kept in ``var/secret_key``), ``NAUTILUS_ASK_TIMEOUT``,
-``NAUTILUS_DEBUG``.
+``NAUTILUS_DEBUG``; on Redis ``NAUTILUS_REDIS_VISIBILITY_TIMEOUT`` and ``NAUTILUS_REDIS_KEY_PREFIX``.
 """
 import os
 import secrets
@@ -24,6 +24,9 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from nautilus_core.databases import database_settings
+from .brokers import embedded_transport_options  # noqa: F401 (importable from here, as before)
+from .brokers import connection_options as broker_connection_options
+
 
 
 # The embedded bus and the SQLite files: ``var/`` in the folder the command runs in (the project's),
@@ -133,28 +136,16 @@ LOGGING = {
                 "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
 }
 
-def embedded_transport_options(var_dir):
-    """kombu's file-backed transport: processes on one machine meet in a shared folder."""
-    bus_dir = Path(var_dir) / "bus"
-    for folder in ("data", "control"):
-        (bus_dir / folder).mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(bus_dir / "data"),
-        "data_folder_out": str(bus_dir / "data"),
-        "control_folder": str(bus_dir / "control"),
-        "polling_interval": 0.005,
-        "store_processed": False,
-    }
-
-
 # -- the action bus (Celery on kombu) ------------------------------------------------------
 
+# RabbitMQ, Redis or the embedded file bus; any other scheme is refused here, in one line.
+# Redis's visibility timeout and key prefix come from NAUTILUS_REDIS_VISIBILITY_TIMEOUT and
+# NAUTILUS_REDIS_KEY_PREFIX (see nautilus_core/brokers.py for what they mean and their defaults).
 CELERY_BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "filesystem://"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    embedded_transport_options(VAR_DIR) if CELERY_BROKER_URL.startswith("filesystem://") else {}
-)
-# kombu's filesystem transport, with its races between processes fixed (see nautilus_core/embedded.py)
-CELERY_BROKER_TRANSPORT = "nautilus_core.embedded:Transport" if CELERY_BROKER_URL.startswith("filesystem://") else None
+_broker = broker_connection_options(CELERY_BROKER_URL, VAR_DIR)
+CELERY_BROKER_TRANSPORT = _broker["transport"]
+CELERY_BROKER_TRANSPORT_OPTIONS = _broker["transport_options"]
+CELERY_BROKER_USE_SSL = _broker["ssl"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]  # JSON only on the nautilus bus
 CELERY_TASK_ACKS_LATE = True  # ack after the handler committed

@@ -3,8 +3,9 @@
 - ``ServiceProcess``: a service's worker (and optionally its HTTP server) as child
   processes, started and stopped by their own PID.
 - ``BusRecorder``: a private queue bound to some action types, to see what was published.
-- ``virtual_host`` and ``Databases``: a RabbitMQ virtual host and PostgreSQL databases of a
-  run's own, so runs on one machine do not see each other's queues or rows.
+- ``virtual_host``, ``redis_keyspace`` and ``Databases``: a RabbitMQ virtual host, a Redis key
+  prefix and PostgreSQL databases of a run's own, so runs on one machine do not see each
+  other's queues or rows.
 """
 import contextlib
 import json
@@ -21,13 +22,14 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from kombu import Connection, Consumer, Queue, binding
+from kombu import Consumer, Queue, binding
 
+from .brokers import connection as broker_connection
 from .bus import actions_exchange, envelope_of_task_message
 from .process import django_command
 
-__all__ = ["ServiceProcess", "BusRecorder", "BrokerProxy", "manage", "virtual_host", "Databases", "dead_letters",
-           "drain_for", "free_port"]
+__all__ = ["ServiceProcess", "BusRecorder", "BrokerProxy", "manage", "virtual_host", "redis_keyspace", "Databases",
+           "dead_letters", "drain_for", "free_port"]
 
 
 def manage(settings, *args, env=None, check=True, timeout=120):
@@ -147,7 +149,7 @@ class BusRecorder:
     """Records the envelopes published on the exchange under some routing-key patterns."""
 
     def __init__(self, broker_url, patterns=("#",), exchange="nautilus.actions", transport_options=None):
-        self.connection = Connection(broker_url, transport_options=transport_options or {})
+        self.connection = broker_connection(broker_url, **(transport_options or {}))
         exchange = actions_exchange(exchange)
         self.queue = Queue(f"nautilus.test-recorder.{uuid.uuid4().hex}", exchange=exchange,
                            bindings=[binding(exchange, routing_key=p) for p in patterns],
@@ -219,6 +221,33 @@ def virtual_host(broker_url, name):
         ctl("delete_vhost", name)
 
 
+@contextlib.contextmanager
+def redis_keyspace(broker_url, prefix, **environ):
+    """Every Redis key this process and its children write starts with ``prefix``
+    (``NAUTILUS_REDIS_KEY_PREFIX``, with the other ``NAUTILUS_*`` variables in ``environ``); on exit
+    those keys are deleted, and only those: other runs share the database. Yields ``broker_url``."""
+    import redis
+
+    environ = {"NAUTILUS_REDIS_KEY_PREFIX": prefix, **environ}
+    saved = {name: os.environ.get(name) for name in environ}
+    os.environ.update(environ)
+    try:
+        yield broker_url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        client = redis.Redis.from_url(broker_url)
+        try:
+            keys = list(client.scan_iter(match=re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.unlink(*keys[start:start + 500])
+        finally:
+            client.close()
+
+
 class Databases:
     """PostgreSQL databases created on the server of ``url``; ``drop_all`` removes them."""
 
@@ -251,7 +280,7 @@ def dead_letters(broker_url, queue="nautilus.dead", wait=0.5):
     The queue is not declared here: its arguments (its bounds) are the services' to set.
     """
     letters = []
-    with Connection(broker_url) as conn:
+    with broker_connection(broker_url) as conn:
         channel = conn.channel()
         dead = Queue(queue, channel=channel, no_declare=True)
         quiet_until = time.monotonic() + wait

@@ -1,8 +1,13 @@
-"""Fixtures that run real services against the local RabbitMQ and PostgreSQL.
+"""Fixtures that run real services against the local RabbitMQ, Redis and PostgreSQL.
 
-Each test session gets a RabbitMQ virtual host and PostgreSQL databases of its own,
-so concurrent runs on one machine do not see each other's queues or rows. Worker
-processes are started by fixtures and stopped by their PID.
+Each test session gets a RabbitMQ virtual host, a Redis key prefix and PostgreSQL databases
+of its own, so concurrent runs on one machine do not see each other's queues or rows.
+Worker processes are started by fixtures and stopped by their PID.
+
+The broker: every test that uses ``broker_url`` (directly or through ``cloud``, ``bus``…) runs
+on RabbitMQ; a module (or test) marked ``@pytest.mark.brokers("rabbitmq", "redis")`` runs on
+Redis too, as a second parametrization (``test_x[rabbitmq]``, ``test_x[redis]``).
+``NAUTILUS_TEST_BROKERS=rabbitmq`` (or ``redis``) keeps one of them.
 """
 import os
 import uuid
@@ -13,12 +18,18 @@ import pytest
 from nautilus.testing import graphql  # noqa: F401  (the tests import it from here)
 from nautilus_core.bus import connect
 from nautilus_core.internal import HEADER, derive_internal_token
-from nautilus_core.testing import BusRecorder, Databases, ServiceProcess, free_port, manage, virtual_host
+from nautilus_core.testing import (BusRecorder, Databases, ServiceProcess, free_port, manage, redis_keyspace,
+                                   virtual_host)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # this checkout: the tests run its manage.py
 RUN_ID = uuid.uuid4().hex[:8]
 BROKER_URL = os.environ.get("NAUTILUS_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+REDIS_URL = os.environ.get("NAUTILUS_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+BROKERS = os.environ.get("NAUTILUS_TEST_BROKERS", "rabbitmq,redis").split(",")
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+# Seconds before Redis gives an unacknowledged action to another worker: short, so that the
+# tests that kill a worker see its actions redelivered within seconds (the default is 300).
+REDIS_VISIBILITY_TIMEOUT = "8"
 
 SECRET_KEY = "tests-only"  # every service the tests start shares it
 # a service's own /graphql is internal (nautilus_core.internal): the tests are the cloud's inside
@@ -31,9 +42,38 @@ GATEWAY = "examples.recipe_book.gateway.settings"
 USERS = "examples.recipe_book.users.settings"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "brokers(*names): the brokers a test runs on (default: rabbitmq)")
+
+
+def pytest_generate_tests(metafunc):
+    if "broker_url" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("brokers")
+        brokers = [b for b in (marker.args if marker else ("rabbitmq",)) if b in BROKERS]
+        metafunc.parametrize("broker_url", brokers, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test none of whose brokers is in NAUTILUS_TEST_BROKERS is deselected (not skipped)."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        wants_a_broker = "broker_url" in getattr(item, "fixturenames", ())
+        on = callspec.params.get("broker_url") if callspec else None
+        (dropped if wants_a_broker and on not in BROKERS else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
-def broker_url():
-    """A RabbitMQ virtual host of this test run's own (the broker of NAUTILUS_BROKER_URL)."""
+def broker_url(request):
+    """The broker of this test run: a RabbitMQ virtual host, or a Redis key prefix, of its own."""
+    if request.param == "redis":
+        with redis_keyspace(REDIS_URL, f"nautilus-test-{RUN_ID}:",
+                            NAUTILUS_REDIS_VISIBILITY_TIMEOUT=REDIS_VISIBILITY_TIMEOUT) as url:
+            yield url
+        return
     if not BROKER_URL.startswith("amqp"):
         pytest.fail(f"these tests need RabbitMQ; NAUTILUS_BROKER_URL is {BROKER_URL!r}")
     with virtual_host(BROKER_URL, f"nautilus-test-{RUN_ID}") as url:

@@ -1,4 +1,4 @@
-"""``manage.py cloud up``: the whole example cloud, on the embedded default and on RabbitMQ + PostgreSQL.
+"""``manage.py cloud up``: the whole example cloud, on the embedded default and on RabbitMQ or Redis + PostgreSQL.
 
 Each test starts the cloud as a child process, queries it through the gateway, stops it
 with SIGTERM, and checks that no process it started (children, their workers) is left.
@@ -168,7 +168,8 @@ def test_the_example_cloud_on_the_embedded_default(tmp_path):
     assert not (tmp_path / "cloud.json").exists()
 
 
-def test_the_example_cloud_on_rabbitmq_and_postgresql(tmp_path, broker_url):
+@pytest.mark.brokers("rabbitmq", "redis")
+def test_the_example_cloud_on_a_broker_and_postgresql(tmp_path, broker_url):
     import psycopg
 
     prefix = f"nautilus_cloud_{uuid.uuid4().hex[:8]}"

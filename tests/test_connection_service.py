@@ -4,15 +4,17 @@ import uuid
 
 import pytest
 from django.test import override_settings
-from kombu import Connection
 
 from connection_service.join import Side, sides
 from nautilus_core.actions import ANNOUNCE, ROLL_CALL
+from nautilus_core.brokers import connection as broker_connection
 from nautilus_core.checks import check_service
 from nautilus_core.service import ServiceMisconfigured
 from nautilus_core.testing import ServiceProcess, dead_letters, manage
 
 from .conftest import INGREDIENTS
+
+pytestmark = pytest.mark.brokers("rabbitmq", "redis")
 
 CONNECTION = "examples.recipe_book.ingredients_connection.settings"
 FOLLOWS = "tests.follows.settings"
@@ -146,7 +148,7 @@ def test_cascade_reaches_a_connection_worker_that_was_stopped(bus, recorder, con
     connection.process.stop()
     deleted(bus, "recipe", recipe)
     recipes.wait_for(lambda e: e["payload"] == {"id": recipe})
-    with Connection(broker_url) as conn:  # the durable queue keeps the event for the absent worker
+    with broker_connection(broker_url) as conn:  # the durable queue keeps the event for the absent worker
         _, waiting, consumers = conn.default_channel.queue_declare("nautilus.ingredients", passive=True)
     assert (waiting, consumers) == (1, 0)
     assert events.drain(0.5) == []

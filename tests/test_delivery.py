@@ -18,6 +18,8 @@ from nautilus_core.testing import ServiceProcess, dead_letters, manage
 FAULTY = "tests.faulty.settings"
 CONNECTION = "examples.recipe_book.ingredients_connection.settings"
 
+pytestmark = pytest.mark.brokers("rabbitmq", "redis")
+
 
 @pytest.fixture(scope="module")
 def hook(tmp_path_factory):

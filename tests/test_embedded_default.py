@@ -1,6 +1,9 @@
 """The embedded default: no broker server, no database server (a file-backed bus and SQLite)."""
+import uuid
+
 import pytest
 
+from nautilus_core.actions import Action
 from nautilus_core.bus import connect
 from nautilus_core.settings import embedded_transport_options
 from nautilus_core.testing import ServiceProcess, manage
@@ -36,6 +39,18 @@ def test_two_services_answer_on_the_embedded_bus(embedded, tmp_path):
         assert read.payload["data"] == {"all_models": [{"name": "embedded soup"}]}
         assert bus.ask("create.ingredient.pending", {"name": "salt"}, timeout=10).payload["details"]["fields"] == {
             "name": ["Ingredient with this Name already exists."]}
+
+        # an action delivered twice (as after a redelivery) is applied once and answered the same
+        twice = Action("create.recipe.pending", {"name": "twice"}, correlation_id=str(uuid.uuid4()), sender="test")
+        replies = bus._reply_listener()
+        future = replies.expect(twice.correlation_id)
+        bus.publish(twice, reply_to=replies.queue.name)
+        first = future.result(10)
+        future = replies.expect(twice.correlation_id)
+        bus.publish(twice, reply_to=replies.queue.name)
+        assert future.result(10).payload == first.payload and first.action_type == "create.recipe.success"
+        read = bus.ask("read.recipe.pending", {"query": '{ all_models(name: "twice") { pk } }'}, timeout=10)
+        assert len(read.payload["data"]["all_models"]) == 1
     finally:
         for process in processes:
             process.stop()

@@ -12,6 +12,8 @@ from nautilus_core.testing import BrokerProxy
 
 from .conftest import bearer, graphql, register
 
+pytestmark = pytest.mark.brokers("rabbitmq", "redis")
+
 CREATE_RECIPE = """
 mutation Create($name: String!, $servings: Int) {
   createRecipe(name: $name, servings: $servings) { recipe { id name servings } }
@@ -262,6 +264,7 @@ def test_parent_filters_never_leak_into_a_child_query(recipe_book, kitchen, reco
 
 # -- the broker going away ------------------------------------------------------------------
 
+@pytest.mark.brokers("rabbitmq")  # the proxy forwards to RabbitMQ's port (tests/test_fault.py has Redis's outage)
 def test_the_gateway_reports_a_broker_outage_and_recovers(recipe_book, cloud, broker_url, kitchen):
     """A second gateway replica (same database) reaches RabbitMQ through a proxy that the test cuts."""
     proxy = BrokerProxy()

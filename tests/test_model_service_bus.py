@@ -2,13 +2,14 @@
 import uuid
 
 import pytest
-from kombu import Connection, Producer, Queue, binding
+from kombu import Producer, Queue, binding
 
 from nautilus_core.actions import ANNOUNCE, ROLL_CALL
+from nautilus_core.brokers import connection as broker_connection
 from nautilus_core.bus import AskTimeout, NoHandler, actions_exchange
 from nautilus_core.testing import dead_letters
 
-pytestmark = pytest.mark.usefixtures("recipe_service")
+pytestmark = [pytest.mark.usefixtures("recipe_service"), pytest.mark.brokers("rabbitmq", "redis")]
 
 READ_ALL = "query($name: String) { all_models(name: $name) { pk name servings vegetarian } }"
 
@@ -140,7 +141,7 @@ def test_read_with_a_bad_query_is_an_error(bus):
 def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(bus, broker_url):
     dead_letters(broker_url)  # start from an empty dead-letter queue
     exchange = actions_exchange("nautilus.actions")
-    with Connection(broker_url) as conn:
+    with broker_connection(broker_url) as conn:
         producer = Producer(conn.channel(), exchange=exchange)
         # not JSON, but claiming to be
         producer.publish(b"{not json", routing_key="create.recipe.pending", content_type="application/json",
@@ -209,7 +210,7 @@ def test_ask_nobody_answers_times_out(bus, broker_url):
         bus.ask("create.nobody.pending", {}, timeout=0.5)
     exchange = actions_exchange("nautilus.actions")
     queue = Queue("nautilus.test-nobody", exchange=exchange, bindings=[binding(exchange, "create.nobody.pending")])
-    with Connection(broker_url) as conn:
+    with broker_connection(broker_url) as conn:
         bound = queue(conn.channel())
         bound.declare()
         try:

@@ -14,6 +14,8 @@ from nautilus_core.testing import ServiceProcess, free_port, manage
 
 from .conftest import INTERNAL, RECIPES
 
+pytestmark = pytest.mark.brokers("rabbitmq", "redis")
+
 
 def get(url, headers=None, data=None):
     request = urllib.request.Request(url, data=data, headers=headers or {})

@@ -1,9 +1,13 @@
 """Two workers of one service compete on its queue: every action is applied once."""
 import re
 
+import pytest
+
 from nautilus_core.actions import ANNOUNCE
 
 from .conftest import RECIPES
+
+pytestmark = pytest.mark.brokers("rabbitmq", "redis")
 
 
 def test_two_workers_never_apply_one_action_twice(cloud, bus, recorder):
