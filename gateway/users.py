@@ -25,6 +25,12 @@ def user_mutations(snapshot, types, gateway):
     session = object_type("Session", "A signed-in user and their tokens.", {
         service: graphene.Field(types[service], description=f"The signed-in {service}."),
         "sessionToken": session_token, "refreshToken": refresh_token})
+    # with NAUTILUS_QUIET_REGISTRATION a registration opens no session: its tokens (and user) may be null
+    registration = object_type("Registration", "The registered user and their session (none when registrations are "
+                                               "quiet: then log in).", {
+        service: graphene.Field(types[service], description=f"The registered {service}."),
+        "sessionToken": graphene.String(description="Send it as 'Authorization: Bearer <sessionToken>'."),
+        "refreshToken": graphene.String(description="Exchange it for new tokens with refreshSession.")})
     tokens = object_type("SessionTokens", "A new pair of tokens (the refresh token given stops working).", {
         "sessionToken": session_token, "refreshToken": refresh_token})
     logout = object_type("Logout", "The end of a session.", {
@@ -41,7 +47,7 @@ def user_mutations(snapshot, types, gateway):
 
     return {
         f"register{service.title()}": graphene.Field(
-            session, args={**inputs, "password": password}, resolver=resolver("register_user"),
+            registration, args={**inputs, "password": password}, resolver=resolver("register_user"),
             description=f"Creates a {service} with a password and opens a session."),
         f"login{service.title()}": graphene.Field(
             session, args={gateway.login_field: graphene.Argument(

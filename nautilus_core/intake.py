@@ -269,7 +269,8 @@ def refuse(service, exc, *, raw=None, message=None, reply_to=None, routing_key=N
         body = message.body
     else:
         context.update(kind="action")
-        body = exc.raw if exc.raw is not None else raw
+        # the whole envelope when there is one (what `dead replay` sends again), not the part a handler refused
+        body = raw if raw is not None else exc.raw
     service.bus.dead_letter(body, str(exc), layer=exc.layer, **context)
     correlation_id = _text(raw, "correlation_id") or (_text(context, "correlation_id") if message else None)
     _answer(service, raw, context["reply_to"], routing_key, correlation_id,

@@ -144,7 +144,7 @@ def kill_a_worker_and_see_it_restarted(cloud, url, env):
     while True:
         status = subprocess.run([sys.executable, "manage.py", "cloud", "status", "--gateway", url], cwd=PROJECT_DIR,
                                 env=env, capture_output=True, text=True, timeout=60)
-        if re.search(r"^recipe\s+\w{12}\s+no\s+http://\S+\s+\(worker ", status.stdout, re.M):
+        if re.search(r"^recipe\s+\w{12}\s+up\s+no\s+http://\S+\s+\(worker ", status.stdout, re.M):
             break
         assert time.monotonic() < deadline, status.stdout
     assert status.returncode == 1 and "some services do not answer" in status.stderr

@@ -86,7 +86,7 @@ def test_a_silent_service_is_unavailable_at_once_then_departs_then_returns(cloud
 ])
 def test_an_announcement_that_cannot_be_served_is_refused_with_its_reason(gateway, bus, broker_url, summary,
                                                                          reason):
-    wait(lambda: services_of(gateway))
+    wait(lambda: graphql(gateway.url, "{ _services }")[0] == 200)  # the gateway answers
     bus.publish(ANNOUNCE, summary)
     letter = wait(lambda: next((d for d in dead_letters(broker_url) if reason in d.get("reason", "")
                                 and d.get("body", {}).get("payload", {}).get("name") == summary["name"]), None),
