@@ -14,9 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kombu import Connection, Queue
+from kombu import Queue
 
 from nautilus.testing import graphql  # noqa: F401  (the tests import it from here)
+from nautilus_core.brokers import connection as broker_connection
 from nautilus_core.bus import connect
 from nautilus_core.internal import HEADER, derive_internal_token
 from nautilus_core.testing import (BusRecorder, Databases, ServiceProcess, free_port, manage, redis_keyspace,
@@ -168,7 +169,7 @@ def recipe_book(cloud, request):
                 (("recipe", RECIPES), ("ingredient", INGREDIENTS), ("ingredients", CONNECTION), ("user", USERS))}
     settings = getattr(request.module, "GATEWAY_SETTINGS", GATEWAY)  # a test module may bring its own gateway
     # announcements that services of earlier modules left in the gateway's durable queue are not this cloud
-    with Connection(cloud.broker_url) as connection:
+    with broker_connection(cloud.broker_url) as connection:
         try:
             Queue("nautilus.api", no_declare=True)(connection.channel()).purge()
         except connection.channel_errors:
