@@ -20,7 +20,8 @@ from nautilus_core.actions import Action
 from nautilus_core.brokers import SCHEMES, UnsupportedBroker, broker_of, connection_options
 from nautilus_core.brokers import connection as broker_connection
 from nautilus_core.bus import REPLY_TTL
-from nautilus_core.testing import PROJECT_DIR
+
+from .conftest import PROJECT_DIR
 
 SUPPORTED_LINE = ("use amqp://, amqps:// or pyamqp:// (RabbitMQ), redis:// or rediss:// (Redis), "
                   "or leave it unset for the embedded bus (filesystem://)")
