@@ -8,7 +8,9 @@ its asks share: each ask's deadline is the request's, so a later ask gets what i
 service that does not answer, or answers ``.error``, or that nobody runs, becomes a GraphQL
 error at that field while the rest resolves.
 """
+import json
 import time
+import uuid
 
 from aiodataloader import DataLoader
 from graphql import GraphQLError
@@ -22,6 +24,10 @@ from nautilus_core.types import json_value
 
 from .authorization import read_rule
 from .scope import join_request_scope
+
+# action ids derived from a client's Idempotency-Key (uuid5 under this namespace)
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d2f0c-4a51-4d59-9a3e-2f6b0c8e7a11")
+IDEMPOTENCY_KEY_LENGTH = 255
 
 __all__ = ["QueryContext", "read_query", "page"]
 
@@ -79,7 +85,23 @@ class QueryContext:
     def user_id(self):
         return str(self.user["user_id"]) if self.user and self.user.get("user_id") is not None else None
 
-    async def ask(self, action_type, payload, undo=False):
+    def idempotent_action_id(self, mutation_name, payload):
+        """The action id of a mutation under the request's ``Idempotency-Key`` header (None without one).
+
+        The same key, caller, mutation and arguments give the same id, so a client that retries a
+        mutation it was told failed (``service_unavailable``…) with the same key gets the first
+        try's answer from the service's record, and the change is never made twice.
+        """
+        key = self.request.headers.get("Idempotency-Key") if self.request is not None else None
+        if key is None:
+            return None
+        if not key or len(key) > IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+            raise GraphQLError(f"The Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable "
+                               "characters.", extensions={"code": "invalid_idempotency_key"})
+        identity = json.dumps([self.user_id, mutation_name, payload], sort_keys=True, default=str)
+        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{identity}"))
+
+    async def ask(self, action_type, payload, undo=False, action_id=None):
         """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it.
 
         An ``undo`` (the compensation of a change the request made) gets a whole budget of its own:
@@ -100,7 +122,7 @@ class QueryContext:
             raise GraphQLError(f"The request's time budget ({self.budget:g}s) ran out before the {service} service "
                                "was asked.", extensions={"code": "deadline_exceeded", "service": service})
         try:
-            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=left)
+            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=left, action_id=action_id)
         except AskTimeout as exc:
             if exc.outcome_known or action_type.startswith("read."):  # past its deadline it will not be applied
                 raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s.",

@@ -186,7 +186,9 @@ class APIGateway(Service):
     async def mutation_resolver(self, context, mutation, args):
         """Forward a mutation as its announced action, if the user may; return the selected outputs."""
         args = await self.authorize(context, mutation, dict(args))
-        result = await context.ask(mutation["event"], {name: json_value(value) for name, value in args.items()})
+        payload = {name: json_value(value) for name, value in args.items()}
+        result = await context.ask(mutation["event"], payload,
+                                   action_id=context.idempotent_action_id(mutation["name"], payload))
         service = name_of(mutation["event"])
         if mutation["event"] == crud_action("delete", self.user_service):
             await sync_to_async(forget_user)(result.get("id"))  # its sessions end now, not when the event arrives

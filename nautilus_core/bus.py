@@ -26,6 +26,7 @@ reply queue and, for a raw message, its headers. On RabbitMQ the dead-letter que
 (``dead_letter_queue``), and a service queue may be a quorum queue (``service_queue``).
 """
 import asyncio
+import dataclasses
 import base64
 import json
 import logging
@@ -341,13 +342,13 @@ class Bus:
 
     # -- asking ----------------------------------------------------------------------
 
-    def ask(self, action_type, payload=None, *, timeout):
+    def ask(self, action_type, payload=None, *, timeout, action_id=None):
         """Publish an action that must be applied within ``timeout`` seconds and wait for its outcome.
 
         Returns the reply Action. Raises NoHandler when no service handles the type, AskTimeout
         when no answer came by the deadline (plus ``grace``): the action is then not applied.
         """
-        future, action = self._send_ask(action_type, payload, timeout)
+        future, action = self._send_ask(action_type, payload, timeout, action_id)
         try:
             return future.result(timeout + self.grace)
         except FutureTimeout:
@@ -355,9 +356,9 @@ class Bus:
         finally:
             self._replies.forget(action.correlation_id)
 
-    async def ask_async(self, action_type, payload=None, *, timeout):
+    async def ask_async(self, action_type, payload=None, *, timeout, action_id=None):
         """``ask`` for an asyncio caller; many asks can wait at once."""
-        future, action = self._send_ask(action_type, payload, timeout)
+        future, action = self._send_ask(action_type, payload, timeout, action_id)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:
@@ -365,11 +366,17 @@ class Bus:
         finally:
             self._replies.forget(action.correlation_id)
 
-    def _send_ask(self, action_type, payload, timeout=None):
-        """Publish an ask (with a deadline ``timeout`` seconds away, if given); return ``(future, action)``."""
+    def _send_ask(self, action_type, payload, timeout=None, action_id=None):
+        """Publish an ask (with a deadline ``timeout`` seconds away, if given); return ``(future, action)``.
+
+        ``action_id`` (default: a new one) names the action: an ask sent again under the same id is
+        answered from the service's record, never applied twice.
+        """
         replies = self._reply_listener()
         action = self._action(action_type, payload, str(uuid.uuid4()),
                               deadline_in(timeout) if timeout is not None else None)
+        if action_id is not None:
+            action = dataclasses.replace(action, action_id=action_id)
         future = replies.expect(action.correlation_id)
         future.connections = replies.connections  # its answer may be lost if this changes before it arrives
         try:
