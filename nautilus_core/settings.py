@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from nautilus_core.databases import database_settings
 from .brokers import embedded_transport_options  # noqa: F401 (importable from here, as before)
+from .brokers import broker_of
 from .brokers import connection_options as broker_connection_options
 
 
@@ -64,6 +65,9 @@ def demo_secret_key(var_dir):
             draft.unlink()
     return path.read_text().strip()
 
+
+# a broker nautilus cannot use is the first thing to say (UnsupportedBroker: one line from manage.py)
+broker_of(os.environ.get("NAUTILUS_BROKER_URL") or "filesystem://")
 
 SECRET_KEY = os.environ.get("NAUTILUS_SECRET_KEY", "")
 if not SECRET_KEY and _servers():
