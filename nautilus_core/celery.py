@@ -1,156 +1,23 @@
-"""The Celery app that consumes a service's actions.
+"""The Celery app that carries a service's actions: configured from Django settings, nothing else.
 
 Run a service's worker with its settings::
 
     DJANGO_SETTINGS_MODULE=examples.recipe_book.recipes.settings celery -A nautilus_core worker
 
 Configuration comes from the Django settings (``CELERY_*``, set from the environment by
-``nautilus_core.settings``). The worker consumes only its service's queue, declared
-from the service's handlers when the worker starts.
-
-Every message is checked by ``nautilus_core.intake`` before Celery reads it
-(``ActionConsumer``): a bad one is dead-lettered with its layer and reason and acknowledged,
-and the worker goes on. Celery sees only the task ``nautilus.action``, its id, and the
-retries and eta of the service's own retries.
-
-An action whose handler fails unexpectedly is retried with Celery's retry machinery,
-``NAUTILUS["MAX_RETRIES"]`` times with an exponential backoff, sent to the service's own
-queue only and signed with the service's secret key (so an outsider cannot send "retries"
-or an "eta"); then it is dead-lettered. On RabbitMQ the worker publishes with publisher
-confirms: a message is acknowledged only once the broker has what replaces it (the reply,
-the outbox, a retry or a dead letter).
+``nautilus_core.settings``). What the worker does with a message (the task ``nautilus.action``,
+the consumer that checks every message first, the queue it consumes) is ``nautilus_core.worker``,
+which the worker imports when it starts (``include``); processes that only publish or ask
+(the HTTP side, the commands) use the app without it.
 """
-
-import logging
-
-from celery import Celery, signals
-from celery.utils.time import get_exponential_backoff_interval
-from celery.worker.consumer import Consumer
-
-from . import intake
-from .actions import MalformedAction
-from .heartbeat import Heartbeat
+from celery import Celery
 
 __all__ = ["app"]
 
-logger = logging.getLogger(__name__)
-
-app = Celery("nautilus")
+app = Celery("nautilus", include=["nautilus_core.worker"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-
-@app.task(name="nautilus.action", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def handle_action(self, envelope):
-    """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
-    from .bus import direct_queue
-    from .conf import nautilus_settings
-    from .service import ActionFailed, get_service
-
-    service = get_service()
-    delivery = self.request.delivery_info or {}
-    routing_key = delivery.get("routing_key")
-    if delivery.get("redelivered"):  # the broker gave it again: a worker died or lost its connection
-        logger.info("redelivered action %s", self.request.id)
-    if delivery.get("exchange") == "" and isinstance(envelope, dict):  # a retry or a replay: keep the action's key
-        routing_key = envelope.get("action_type") or routing_key
-    max_retries = nautilus_settings.MAX_RETRIES
-    retries = self.request.retries
-    try:
-        service.receive(envelope, reply_to=self.request.reply_to, routing_key=routing_key,
-                        final=retries >= max_retries, attempt=retries + 1)
-    except ActionFailed as exc:
-        backoff = get_exponential_backoff_interval(nautilus_settings.RETRY_BACKOFF, retries, intake.RETRY_BACKOFF_MAX)
-        # to this service's queue only: the original exchange and key would broadcast it to every service again
-        raise self.retry(exc=exc, countdown=backoff, max_retries=max_retries, queue=direct_queue(service.queue().name),
-                         headers=intake.retry_headers(self.request.id, retries + 1))
-
-
-class ActionConsumer(Consumer):
-    """Celery's consumer, with every message checked by ``nautilus_core.intake`` first.
-
-    Celery would crash on some malformed task messages (the worker stops consuming), run
-    its builtin tasks, or honour an eta, expiry, time limit or callbacks sent by anyone; here
-    a message that is not a plain ``nautilus.action`` is dead-lettered with the layer at fault.
-    """
-
-    def __init__(self, *args, **kwargs):
-        intake.refuse_compressed_bodies()
-        super().__init__(*args, **kwargs)
-
-    def connect(self):
-        """Connect, and declare the service's queue (used as it is when RabbitMQ holds it with other arguments)."""
-        from .bus import declare
-        from .service import get_service
-
-        connection = super().connect()
-        declare(connection, self.app.amqp.queues[get_service().queue().name])
-        return connection
-
-    def create_task_handler(self, *args, **kwargs):
-        from .service import get_service
-
-        on_task_received = super().create_task_handler(*args, **kwargs)
-        service = get_service()
-
-        def on_message(message):
-            try:
-                message.headers, _ = intake.admit(message, service)
-            except MalformedAction as exc:
-                return self._refuse(service, message, exc)
-            try:
-                return on_task_received(message)
-            except (KeyError, ValueError, TypeError, AttributeError) as exc:  # Celery could not read it after all
-                if message.acknowledged:
-                    raise
-                self._refuse(service, message, MalformedAction(f"Celery refused the message: {exc!r}",
-                                                               layer="headers"))
-
-        return on_message
-
-    def on_decode_error(self, message, exc):
-        """kombu found the message unreadable before it reached ``create_task_handler`` (a compressed body)."""
-        from .service import get_service
-
-        self._refuse(get_service(), message, MalformedAction(f"unreadable message: {exc}", layer="content_type"))
-
-    @staticmethod
-    def _refuse(service, message, exc):
-        intake.refuse(service, exc, message=message, routing_key=message.delivery_info.get("routing_key"))
-        message.ack()
-
-
 # the service's announcements every NAUTILUS["HEARTBEAT"] seconds, for the gateway (nautilus_core.heartbeat)
-app.steps["consumer"].add(Heartbeat)
-
-
-@signals.celeryd_init.connect(dispatch_uid="nautilus_core.celery.queues")
-def _consume_the_service_queue(conf=None, **kwargs):
-    """Declare the service's queue from its handlers before the worker selects queues."""
-    import django
-
-    django.setup()
-    from .service import get_service
-
-    queue = get_service().queue()
-    conf.task_queues = [queue]
-    conf.task_default_queue = queue.name
-    if conf.broker_url.startswith(("amqp", "pyamqp")):
-        conf.broker_transport_options = {**(conf.broker_transport_options or {}), "confirm_publish": True}
-
-
-@signals.worker_ready.connect(dispatch_uid="nautilus_core.celery.announce")
-def _announce(**kwargs):
-    from .service import get_service
-
-    get_service().announce()
-
-
-@signals.worker_shutdown.connect(dispatch_uid="nautilus_core.celery.cleanup")
-def _cleanup(**kwargs):
-    from .service import get_service
-
-    get_service().cleanup()
-
-
+app.steps["consumer"].add("nautilus_core.heartbeat:Heartbeat")
 # runservice's /health knows the worker consumes from this step's file (nautilus_core.consuming)
 app.steps["consumer"].add("nautilus_core.consuming:ConsumingFile")

@@ -3,7 +3,8 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import nautilus_settings
-from .service import ServiceMisconfigured
+from .exceptions import ServiceMisconfigured
+from .registry import get_service
 
 
 @checks.register("nautilus")
@@ -14,8 +15,6 @@ def check_service(app_configs=None, **kwargs):
             hint="Name the dotted path of this process's Service class in the settings.",
             id="nautilus.E001",
         )]
-    from .service import get_service
-
     try:
         service = get_service()
     except ServiceMisconfigured as exc:

@@ -120,10 +120,7 @@ nautilus_settings = NautilusSettings(DEFAULTS)
 
 def _reload(*, setting, **kwargs):
     if setting == "NAUTILUS":
-        nautilus_settings.reload()
-        from .service import get_service
-
-        get_service.cache_clear()
+        nautilus_settings.reload()  # the service built from the old settings is forgotten too (nautilus_core.registry)
 
 
 setting_changed.connect(_reload, dispatch_uid="nautilus_core.conf.reload")

@@ -9,6 +9,7 @@ import logging
 from celery import bootsteps
 
 from .conf import nautilus_settings
+from .registry import get_service
 
 __all__ = ["Heartbeat"]
 
@@ -38,8 +39,6 @@ class Heartbeat(bootsteps.StartStopStep):
 
     @staticmethod
     def beat():
-        from .service import get_service
-
         service = get_service()
         try:
             service.heartbeat()

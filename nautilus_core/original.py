@@ -19,6 +19,8 @@ import inspect
 
 from asgiref.sync import async_to_sync
 
+from .exceptions import ServiceMisconfigured
+
 __all__ = ["with_action_handler", "http_view", "ActionHandlers"]
 
 
@@ -43,8 +45,6 @@ def _function_of(service):
         handler = handler.__func__
     if handler is None:
         return None
-    from .service import ServiceMisconfigured
-
     if isinstance(handler, type) or not callable(handler):
         raise ServiceMisconfigured(
             f"{type(service).__name__}.action_handler is {handler!r}: the original's ActionHandler classes are gone. "

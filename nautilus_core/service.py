@@ -12,20 +12,19 @@ after that, so a worker that dies in between gets the action redelivered, which 
 the reply and the outbox (the same envelopes: receivers that record ignore a copy).
 """
 import contextvars
-import functools
 import hashlib
 import json
 import logging
 import os
 from types import SimpleNamespace
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, IntegrityError, transaction
-from django.utils.module_loading import import_string
 
 from . import intake
-from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, Action, MalformedAction, error_payload, status_of
+from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, Action, MalformedAction, status_of
 from .conf import nautilus_settings
+from .exceptions import ActionError, ActionFailed, ServiceMisconfigured
+from .registry import get_service
 
 __all__ = ["Service", "ActionError", "ActionFailed", "ServiceMisconfigured", "on_action", "get_service"]
 
@@ -44,26 +43,6 @@ def _test_hook_exit_after_commit():
     if path and os.path.exists(path):
         os.remove(path)
         os._exit(70)
-
-
-class ActionError(Exception):
-    """Raised by a handler to answer its action with ``.error``; nothing it wrote is kept."""
-
-    def __init__(self, message, code="invalid", details=None):
-        super().__init__(message)
-        self.payload = error_payload(message, code, details)
-
-
-class ActionFailed(Exception):
-    """A handler failed unexpectedly (a bug or an outage): the action may be tried again."""
-
-
-class ServiceMisconfigured(ImproperlyConfigured):
-    """A service class that cannot run; ``manage.py check`` reports it under ``check_id``."""
-
-    def __init__(self, message, check_id="nautilus.E002"):
-        super().__init__(message)
-        self.check_id = check_id
 
 
 def on_action(*action_types, record=True):
@@ -417,18 +396,8 @@ class Service:
             self.bus.publish(outcome)
 
 
-
 def _invalid_data(exc):
     """A write the database refused for its data (a NUL character on PostgreSQL, a value too long or
     out of range, a violated constraint): an ``.error`` answer, since trying again cannot help."""
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ActionError(f"the database refused the data: {reason}", "invalid_data", {"error": type(exc).__name__})
-
-
-@functools.cache
-def get_service():
-    """The Service this process runs, from ``NAUTILUS["SERVICE"]`` (cached; reset with settings)."""
-    path = nautilus_settings.SERVICE
-    if not path:
-        raise ImproperlyConfigured('Set NAUTILUS["SERVICE"] to the dotted path of your Service class.')
-    return import_string(path)()
