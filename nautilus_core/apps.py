@@ -11,3 +11,14 @@ class NautilusCoreConfig(AppConfig):
         from .databases import apply_service_database
 
         apply_service_database()  # a service's config.database_url, before any query
+        from .otel import configured_by_environment
+
+        if configured_by_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT…: spans, before the middleware is built
+            from .otel import configure_from_environment
+            from .service import get_service
+
+            try:
+                name = get_service().name
+            except Exception:  # a misconfigured service: `manage.py check` says why
+                name = "nautilus"
+            configure_from_environment(name)
