@@ -105,9 +105,12 @@ def read_caused_by(value):
     return None
 
 
-def trace_id_of(traceparent):
-    parsed = parse_traceparent(traceparent)
-    return parsed[0] if parsed else ""
+def _continued(traceparent, action_id=None):
+    """A context in the trace of a (valid) ``traceparent``, with a span id of its own; a new trace without one."""
+    if traceparent is None:
+        return TraceContext.new(action_id)
+    trace_id, _, flags = parse_traceparent(traceparent)
+    return TraceContext(trace_id, secrets.token_hex(8), flags, action_id)
 
 
 # -- what a new Action carries (the defaults of nautilus_core.actions.Action) -------------------
@@ -164,13 +167,9 @@ def handling(service, raw, *, attempt=1, final=True):
     action_type = _text(raw, "action_type") or ""
     state = _Handling(service, raw, attempt, final)
     with otel.handler_span(service.name, action_type, action_id, traceparent) as span_context:
-        if span_context is not None:  # OpenTelemetry: the handler's span is the parent of what it sends
-            context = TraceContext(*span_context, action_id=action_id)
-        elif traceparent is not None:
-            trace_id, _, flags = parse_traceparent(traceparent)
-            context = TraceContext(trace_id, secrets.token_hex(8), flags, action_id)
-        else:
-            context = TraceContext.new(action_id)
+        # OpenTelemetry: the handler's span is the parent of what it sends
+        context = (TraceContext(*span_context, action_id=action_id) if span_context is not None
+                   else _continued(traceparent, action_id))
         token, handling_token = _current.set(context), _handling.set(state)
         try:
             yield state
@@ -203,8 +202,7 @@ def note_refused(service, raw):
     action_id = _text(raw, "action_id", CAUSED_BY_LENGTH)
     if action_id:
         state = _Handling(service, raw, 1, True, status="dead-lettered")
-        traceparent = read_traceparent(raw.get("traceparent"))
-        context = (TraceContext(*parse_traceparent(traceparent)) if traceparent else TraceContext.new())
+        context = _continued(read_traceparent(raw.get("traceparent")))
         _record(state, context, action_id, _text(raw, "action_type") or "")
 
 
@@ -300,13 +298,7 @@ def request_trace(traceparent_header, name="HTTP request"):
     """
     traceparent = read_traceparent(traceparent_header)
     with otel.request_span(name, traceparent) as span_context:
-        if span_context is not None:
-            context = TraceContext(*span_context)
-        elif traceparent is not None:
-            trace_id, _, flags = parse_traceparent(traceparent)
-            context = TraceContext(trace_id, secrets.token_hex(8), flags)
-        else:
-            context = TraceContext.new()
+        context = TraceContext(*span_context) if span_context is not None else _continued(traceparent)
         token = _current.set(context)
         try:
             yield context
