@@ -14,11 +14,6 @@ class NautilusCoreConfig(AppConfig):
         from .otel import configured_by_environment
 
         if configured_by_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT…: spans, before the middleware is built
-            from .otel import configure_from_environment
-            from .service import get_service
+            from .otel import configure_from_environment, service_name
 
-            try:
-                name = get_service().name
-            except Exception:  # a misconfigured service: `manage.py check` says why
-                name = "nautilus"
-            configure_from_environment(name)
+            configure_from_environment(service_name())

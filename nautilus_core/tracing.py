@@ -218,28 +218,34 @@ def _status(state):
 
 def _record(state, context, action_id, action_type):
     """Keep what was handled (a failure to keep it never fails the action)."""
+    from django.db import transaction
+
     from .conf import nautilus_settings
     from .models import TracedAction
 
     if nautilus_settings.TRACE_RETENTION <= 0:
         return
-    raw = state.raw
-    outcome = state.outcome
     try:
-        TracedAction.objects.create(
-            service=state.service.name, action_id=action_id, action_type=action_type[:300],
-            trace_id=context.trace_id, caused_by=read_caused_by(raw.get("caused_by")) or "",
-            correlation_id=(_text(raw, "correlation_id") or "")[:255], sender=(_text(raw, "sender") or "")[:255],
-            sent_at=(_text(raw, "sent_at", 64) or ""), received_at=state.received_at,
-            duration=(time.monotonic() - state.started) * 1000.0, status=_status(state), attempt=state.attempt,
-            outcome_id=outcome.action_id if outcome is not None else "",
-            outcome_type=outcome.action_type[:300] if outcome is not None else "",
-            published=state.published,
-        )
+        with transaction.atomic():  # a savepoint when inside a transaction: a failure here spoils nothing
+            _create(TracedAction, state, context, action_id, action_type)
         prune()
     except Exception:
         logger.warning("%s could not record the handling of %s for tracing", state.service.name, action_id,
                        exc_info=True)
+
+
+def _create(model, state, context, action_id, action_type):
+    raw, outcome = state.raw, state.outcome
+    model.objects.create(
+        service=state.service.name, action_id=action_id, action_type=action_type[:300],
+        trace_id=context.trace_id, caused_by=read_caused_by(raw.get("caused_by")) or "",
+        correlation_id=(_text(raw, "correlation_id") or "")[:255], sender=(_text(raw, "sender") or "")[:255],
+        sent_at=(_text(raw, "sent_at", 64) or ""), received_at=state.received_at,
+        duration=(time.monotonic() - state.started) * 1000.0, status=_status(state), attempt=state.attempt,
+        outcome_id=outcome.action_id if outcome is not None else "",
+        outcome_type=outcome.action_type[:300] if outcome is not None else "",
+        published=state.published,
+    )
 
 
 _last_pruned = [0.0]

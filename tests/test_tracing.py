@@ -5,6 +5,9 @@ In process on the in-memory bus (the recipe service and a service that cascades)
 a recipe deleted through the gateway, on RabbitMQ and PostgreSQL, traced across every service.
 """
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -23,7 +26,7 @@ from nautilus_core.service import Service, on_action
 from nautilus_core.testing import manage
 from nautilus_core.timeline import render, timeline
 
-from .conftest import RECIPES, SECRET_KEY, bearer, graphql, register
+from .conftest import CONNECTION, GATEWAY, PROJECT_DIR, RECIPES, SECRET_KEY, bearer, graphql, register
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -232,6 +235,21 @@ def test_without_configuration_nothing_makes_spans(monkeypatch):
     assert otel.configured_by_environment()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert not otel.configured_by_environment()
+
+
+@pytest.mark.parametrize("settings_module, name", [(RECIPES, "recipe"), (CONNECTION, "ingredients"),
+                                                    (GATEWAY, "api")])
+def test_the_otel_variables_turn_on_the_sdk_and_the_instrumentation(settings_module, name):
+    code = ("import django; django.setup()\n"
+            "from django.conf import settings; from nautilus_core import otel\n"
+            "from opentelemetry import trace\n"
+            "print(otel.enabled(), settings.MIDDLEWARE[0].rsplit('.', 1)[-1],"
+            " trace.get_tracer_provider().resource.attributes['service.name'])\n")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "NAUTILUS_SECRET_KEY": SECRET_KEY,
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["True", "_DjangoMiddleware", name], done.stdout + done.stderr
 
 
 def test_spans_of_handlers_and_transactions_link_through_the_bus(memory, spans):
