@@ -3,7 +3,8 @@
 Under ASGI every ``MiddlewareMixin`` middleware (security, sessions, CSRF, auth, messages…)
 runs its ``process_request``/``process_response`` in a thread, a dozen hops per request. The
 GraphQL endpoint needs none of them (it is CSRF-exempt and authenticates by bearer token),
-so it runs behind CORS alone, with the check of the chain it does need done here:
+so it runs behind CORS and its trace (``nautilus_core.tracing``) alone, with the check of the
+chain it does need done here:
 ``ALLOWED_HOSTS`` (a 400 for another ``Host``); its body is capped as every service's is
 (``nautilus_core.handlers``). Every other path (admin, index, static files, the GraphiQL
 page) keeps the full chain. Django still creates the request, sends its signals and writes
@@ -17,6 +18,7 @@ from django.urls import set_urlconf
 
 from nautilus_core import http
 from nautilus_core.handlers import ServiceASGIHandler
+from nautilus_core.tracing import TraceMiddleware
 
 from .views import graphql
 
@@ -26,7 +28,7 @@ __all__ = ["GatewayASGIHandler"]
 class GatewayASGIHandler(ServiceASGIHandler):
     def __init__(self):
         super().__init__()
-        self._graphql_chain = CorsMiddleware(graphql)
+        self._graphql_chain = CorsMiddleware(TraceMiddleware(graphql))
 
     async def get_response_async(self, request):
         if request.path != "/graphql" or http.wants_graphiql(request):

@@ -8,18 +8,23 @@ spelling types as strings, so a typo cannot create a queue nobody publishes to.
 An action travels as an *envelope*, a JSON object (DESIGN.md §3)::
 
     {"action_type": str, "payload": object, "action_id": uuid, "correlation_id": uuid | null,
-     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional)}
+     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional),
+     "traceparent": W3C traceparent (optional), "caused_by": action id (optional)}
 
 An ask carries a ``deadline``: past it, a service refuses the action (``deadline_exceeded``)
 instead of applying it, and records the refusal, so an asker that gave up can retry safely.
+Every new action carries the current trace (``traceparent``) and the id of the action being
+handled (``caused_by``): see ``nautilus_core.tracing``.
 """
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from . import tracing
+
 __all__ = [
     "PENDING", "SUCCESS", "ERROR", "CRUD_METHODS",
-    "ANNOUNCE", "ROLL_CALL", "QUERY",
+    "ANNOUNCE", "ROLL_CALL", "QUERY", "TRACE",
     "action_type", "crud_action", "with_status", "status_of", "name_of",
     "Action", "MalformedAction", "error_payload", "ACTION_ID_LENGTH", "deadline_in", "seconds_left",
 ]
@@ -69,6 +74,7 @@ def _split(type_):
 ANNOUNCE = action_type("init", "service")
 ROLL_CALL = "roll_call"
 QUERY = action_type("query", "api")
+TRACE = action_type("trace", "service")  # every service answers what it recorded of a trace (manage.py trace)
 
 
 class MalformedAction(ValueError):
@@ -156,6 +162,8 @@ class Action:
     sender: str = ""
     sent_at: str = field(default_factory=_now)
     deadline: str | None = None  # past it the action must not be applied; only asks carry one
+    traceparent: str | None = field(default_factory=tracing.new_traceparent)  # W3C trace context
+    caused_by: str | None = field(default_factory=tracing.caused_by)  # the action whose handling sent it
 
     def to_dict(self):
         envelope = {
@@ -168,6 +176,10 @@ class Action:
         }
         if self.deadline is not None:  # optional: peers that do not know it never see it
             envelope["deadline"] = self.deadline
+        if self.traceparent is not None:
+            envelope["traceparent"] = self.traceparent
+        if self.caused_by is not None:
+            envelope["caused_by"] = self.caused_by
         return envelope
 
     def expired(self):
@@ -201,6 +213,9 @@ class Action:
             sender=raw.get("sender") or "",
             sent_at=raw.get("sent_at") or _now(),
             deadline=raw.get("deadline"),
+            # trace context is never a reason to refuse: an invalid value is dropped (a new trace then)
+            traceparent=tracing.read_traceparent(raw.get("traceparent")),
+            caused_by=tracing.read_caused_by(raw.get("caused_by")),
         )
 
     def outcome(self, status, payload, sender):

@@ -11,3 +11,9 @@ class NautilusCoreConfig(AppConfig):
         from .databases import apply_service_database
 
         apply_service_database()  # a service's config.database_url, before any query
+        from .otel import configured_by_environment
+
+        if configured_by_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT…: spans, before the middleware is built
+            from .otel import configure_from_environment, service_name
+
+            configure_from_environment(service_name())

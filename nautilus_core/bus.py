@@ -41,6 +41,7 @@ from amqp.exceptions import AMQPError, PreconditionFailed
 from kombu import Consumer, Exchange, Producer, Queue, binding
 from kombu.exceptions import OperationalError
 
+from . import otel
 from .actions import Action, deadline_in, seconds_left
 
 __all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker",
@@ -348,7 +349,10 @@ class Bus:
         Returns the reply Action. Raises NoHandler when no service handles the type, AskTimeout
         when no answer came by the deadline (plus ``grace``): the action is then not applied.
         """
-        future, action = self._send_ask(action_type, payload, timeout, action_id)
+        with otel.span(f"{action_type} ask", otel.CLIENT):
+            return self._wait(*self._send_ask(action_type, payload, timeout, action_id), timeout)
+
+    def _wait(self, future, action, timeout):
         try:
             return future.result(timeout + self.grace)
         except FutureTimeout:
@@ -358,7 +362,10 @@ class Bus:
 
     async def ask_async(self, action_type, payload=None, *, timeout, action_id=None):
         """``ask`` for an asyncio caller; many asks can wait at once."""
-        future, action = self._send_ask(action_type, payload, timeout, action_id)
+        with otel.span(f"{action_type} ask", otel.CLIENT):
+            return await self._wait_async(*self._send_ask(action_type, payload, timeout, action_id), timeout)
+
+    async def _wait_async(self, future, action, timeout):
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:

@@ -76,6 +76,9 @@ DEFAULTS = {
     "MAX_REQUEST_SIZE": 1048576,
     # Whether __schema / __type queries are answered (GraphiQL needs them).
     "INTROSPECTION": True,
+    # Seconds each service keeps the record of what it handled, for `manage.py trace` (pruned as it
+    # records); 0: nothing is recorded.
+    "TRACE_RETENTION": 604800.0,
     # Bytes (estimated) of parsed, validated documents kept per schema, so a repeated query is not parsed again.
     "DOCUMENT_CACHE_SIZE": 16777216,
 }

@@ -15,7 +15,8 @@ bytes          UTF-8 JSON text (no NaN or Infinity), nested at most ``MAX_DEPTH`
 body           ``[args, kwargs, embed]``: a list, an object, and an object of null
                ``callbacks``/``errbacks``/``chain``/``chord`` (or null)
 call           ``args`` is ``[envelope]`` and ``kwargs`` is ``{}``
-envelope       ``Action.from_dict`` accepts it, and this service handles its type
+envelope       ``Action.from_dict`` accepts it, and this service handles its type (an invalid
+               ``traceparent`` or ``caused_by`` is dropped, never refused: ``nautilus_core.tracing``)
 payload        an object of JSON data (no kombu type markers, no lone surrogates); or the
                handler found it unusable (it raised ``MalformedAction``)
 handler        the handler failed unexpectedly on every attempt (a bug or an outage)
@@ -39,6 +40,7 @@ from datetime import datetime, timedelta, timezone
 from django.core import signing
 from kombu import compression
 
+from . import tracing
 from .actions import ERROR, PENDING, Action, MalformedAction, error_payload, status_of, with_status
 
 __all__ = ["LAYERS", "TASK_NAME", "MAX_DEPTH", "RETRY_BACKOFF_MAX", "admit", "read_action", "refuse", "give_up",
@@ -72,9 +74,10 @@ def admit(message, service):
     body = _decode(message.body)
     envelope = _check_call(body)
     action, _ = read_action(envelope, service)
-    # what Celery reads of the message: nothing else from the outside
+    # what Celery reads of the message: nothing else from the outside (the trace is the envelope's, checked)
     return {"task": TASK_NAME, "id": headers["id"], "retries": headers["retries"], "eta": headers["eta"],
-            "argsrepr": action.action_type, "kwargsrepr": "{}", "ignore_result": True}, action
+            "argsrepr": action.action_type, "kwargsrepr": "{}", "ignore_result": True,
+            "traceparent": action.traceparent}, action
 
 
 def read_action(raw, service):
@@ -272,6 +275,7 @@ def refuse(service, exc, *, raw=None, message=None, reply_to=None, routing_key=N
         # the whole envelope when there is one (what `dead replay` sends again), not the part a handler refused
         body = raw if raw is not None else exc.raw
     service.bus.dead_letter(body, str(exc), layer=exc.layer, **context)
+    tracing.note_refused(service, raw)
     correlation_id = _text(raw, "correlation_id") or (_text(context, "correlation_id") if message else None)
     _answer(service, raw, context["reply_to"], routing_key, correlation_id,
             error_payload(str(exc), "malformed_action", {"layer": exc.layer}))
@@ -285,6 +289,7 @@ def give_up(service, raw, exc, *, reply_to=None, routing_key=None, attempts=1, b
     service.bus.dead_letter(raw, f"{type(exc).__name__}: {exc}", layer="handler", kind="action",
                             service=service.name, routing_key=routing_key, queue=service.queue().name,
                             reply_to=reply_to, attempts=attempts)
+    tracing.note_refused(service, raw)
     action = Action.from_dict(raw)
     if status_of(action.action_type) == PENDING:
         service.respond(action.outcome(ERROR, error_payload(

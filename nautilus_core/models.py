@@ -13,7 +13,7 @@ from django.db import models
 
 from .actions import ACTION_ID_LENGTH, Action
 
-__all__ = ["HandledAction", "OutboxEnvelope"]
+__all__ = ["HandledAction", "OutboxEnvelope", "TracedAction"]
 
 
 class HandledAction(models.Model):
@@ -85,3 +85,43 @@ class OutboxEnvelope(models.Model):
 
     def __str__(self):
         return f"{self.service}: {self.envelope.get('action_type')}"
+
+
+class TracedAction(models.Model):
+    """One handling of an action by a service, kept ``NAUTILUS_TRACE_RETENTION`` seconds for ``manage.py trace``.
+
+    Written when the handling ends, whatever its end (``nautilus_core.tracing``): its ``status`` is
+    ``success``, ``error``, ``expired`` (refused past its deadline), ``retried`` (this attempt failed,
+    another follows) or ``dead-lettered``. ``published`` lists what the service sent because of it
+    (the outcome broadcast and the events it emitted: ``{"action_id", "action_type", "sent_at"}``).
+    """
+
+    service = models.CharField(max_length=200)
+    action_id = models.CharField(max_length=ACTION_ID_LENGTH, db_index=True)
+    action_type = models.CharField(max_length=300)
+    trace_id = models.CharField(max_length=32, db_index=True)
+    caused_by = models.CharField(max_length=ACTION_ID_LENGTH, blank=True)
+    correlation_id = models.CharField(max_length=255, blank=True, db_index=True)
+    sender = models.CharField(max_length=255, blank=True)
+    sent_at = models.CharField(max_length=64, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    duration = models.FloatField(help_text="milliseconds")
+    status = models.CharField(max_length=20)
+    attempt = models.PositiveIntegerField(default=1)
+    outcome_id = models.CharField(max_length=64, blank=True)
+    outcome_type = models.CharField(max_length=300, blank=True)
+    published = models.JSONField(default=list, blank=True)
+
+    def __str__(self):
+        return f"{self.service}: {self.action_type} ({self.action_id}) {self.status}"
+
+    def as_record(self):
+        """What a trace query answers of it (JSON)."""
+        return {
+            "service": self.service, "action_id": self.action_id, "action_type": self.action_type,
+            "trace_id": self.trace_id, "caused_by": self.caused_by or None,
+            "correlation_id": self.correlation_id or None, "sender": self.sender, "sent_at": self.sent_at,
+            "received_at": self.received_at.isoformat(), "duration_ms": round(self.duration, 3),
+            "status": self.status, "attempt": self.attempt, "outcome_id": self.outcome_id or None,
+            "outcome_type": self.outcome_type or None, "published": self.published,
+        }

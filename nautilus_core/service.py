@@ -20,8 +20,9 @@ from types import SimpleNamespace
 
 from django.db import DataError, IntegrityError, transaction
 
-from . import intake
-from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, Action, MalformedAction, status_of
+from . import intake, otel, tracing
+from .actions import (ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, TRACE, Action, MalformedAction,
+                      status_of)
 from .conf import nautilus_settings
 from .exceptions import ActionError, ActionFailed, ServiceMisconfigured
 from .registry import get_service
@@ -187,6 +188,11 @@ class Service:
     def answer_roll_call(self, action):
         self.announce()
 
+    @on_action(TRACE, record=False)
+    def answer_trace(self, action):
+        """What this service recorded of a trace (``manage.py trace``: ``nautilus_core.tracing``)."""
+        return tracing.answer(self, action)
+
     def heartbeat(self):
         """Every ``NAUTILUS["HEARTBEAT"]`` seconds in the worker: announce again (the gateway notices
         silence) and publish what the outbox of changes made outside actions still holds."""
@@ -287,16 +293,17 @@ class Service:
         attempt the action is dead-lettered and an asker gets one ``.error`` reply. Never raises
         when ``final``.
         """
-        try:
-            action, handler = intake.read_action(raw, self)
-            self._deliver(*self._perform(handler, action), reply_to)
-        except MalformedAction as exc:  # the envelope, or the handler found the payload unusable
-            intake.refuse(self, exc, raw=raw, reply_to=reply_to, routing_key=routing_key)
-        except Exception as exc:  # a bug or an outage
-            if not final:
-                raise ActionFailed(f"{type(exc).__name__}: {exc}") from exc
-            intake.give_up(self, raw, exc, reply_to=reply_to, routing_key=routing_key, attempts=attempt,
-                           broadcast=handler._nautilus_record)
+        with tracing.handling(self, raw, attempt=attempt, final=final):  # its trace, span and record
+            try:
+                action, handler = intake.read_action(raw, self)
+                self._deliver(*self._perform(handler, action), reply_to)
+            except MalformedAction as exc:  # the envelope, or the handler found the payload unusable
+                intake.refuse(self, exc, raw=raw, reply_to=reply_to, routing_key=routing_key)
+            except Exception as exc:  # a bug or an outage
+                if not final:
+                    raise ActionFailed(f"{type(exc).__name__}: {exc}") from exc
+                intake.give_up(self, raw, exc, reply_to=reply_to, routing_key=routing_key, attempts=attempt,
+                               broadcast=handler._nautilus_record)
 
     def perform(self, handler, action):
         """Run a handler; return its outcome Action (None when there is nothing to answer).
@@ -316,7 +323,7 @@ class Service:
 
         try:
             try:
-                with transaction.atomic():
+                with otel.span(f"{action.action_type} transaction", service=self.name), transaction.atomic():
                     outcome, emitted = self._outcome(handler, action)
                     # the outcome is broadcast first, so listeners see a change before its consequences
                     outbox = [outcome, *emitted] if outcome is not None else emitted
@@ -383,6 +390,7 @@ class Service:
 
     def _deliver(self, outcome, outbox, reply_to):
         """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
+        tracing.note_outcome(outcome, outbox)
         if reply_to and outcome is not None and outcome.correlation_id:
             self.bus.reply(reply_to, outcome)
         for envelope in outbox:

@@ -106,6 +106,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "nautilus_core.tracing.TraceMiddleware",  # each request in a trace: the client's traceparent, or a new one
 ]
 
 TEMPLATES = [{

@@ -58,8 +58,10 @@ def test_create_read_update_delete(bus, recorder):
 def test_reply_envelope_follows_the_protocol(bus):
     reply = ask(bus, "create.recipe.pending", {"name": "protocol"})
     envelope = reply.to_dict()
-    assert set(envelope) == {"action_type", "payload", "action_id", "correlation_id", "sender", "sent_at"}
+    assert set(envelope) == {"action_type", "payload", "action_id", "correlation_id", "sender", "sent_at",
+                             "traceparent", "caused_by"}
     uuid.UUID(envelope["action_id"]), uuid.UUID(envelope["correlation_id"])
+    assert envelope["caused_by"] != envelope["action_id"] and len(envelope["traceparent"]) == 55
 
 
 def test_all_missing_required_fields_unknown_fields_and_wrong_types_at_once(bus):

@@ -1,0 +1,343 @@
+"""Trace context on the bus: every envelope says which trace it belongs to and which action caused it.
+
+An envelope carries ``traceparent`` (W3C Trace Context, ``00-<trace id>-<parent id>-<flags>``) and
+``caused_by`` (the ``action_id`` of the action whose handling sent it). Both are set when an Action
+is made, from the context of the code that makes it:
+
+- while a service handles an action (``handling``): the action's trace, and its id as ``caused_by``
+  (so its outcome, the events it emits and the cascades they cause all carry the trace on);
+- while an HTTP request is served (``TraceMiddleware``): the client's ``traceparent`` header when it
+  is valid, else a new trace; the gateway's asks start there;
+- elsewhere (``manage.py publish``, a heartbeat): a new trace, and no ``caused_by``.
+
+Envelopes are untrusted: a ``traceparent`` that is not valid W3C (read by OpenTelemetry's
+propagator) is replaced by a new trace, a ``caused_by`` that is not a short string is dropped;
+neither ever refuses an action. With OpenTelemetry configured (``nautilus_core.otel``) the parent
+id is the current span's, so spans link through the bus; without it, ids are random.
+
+Each service records what it handled (``TracedAction``) for ``NAUTILUS_TRACE_RETENTION`` seconds
+(pruned as it records); ``manage.py trace`` gathers the records over the bus (``trace.service.pending``,
+answered by ``answer``) and prints the timeline (``nautilus_core.timeline``).
+"""
+import contextlib
+import contextvars
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from . import otel
+
+__all__ = ["TRACEPARENT_LENGTH", "CAUSED_BY_LENGTH", "TraceContext", "parse_traceparent", "read_traceparent",
+           "read_caused_by", "new_traceparent", "caused_by", "current", "handling", "note_outcome",
+           "note_refused", "request_trace", "TraceMiddleware", "prune", "answer", "UNTRACED"]
+
+logger = logging.getLogger(__name__)
+
+TRACEPARENT_LENGTH = 55  # "00-" + 32 + "-" + 16 + "-" + 2: what a version-00 traceparent is
+_LONGEST_ACCEPTED = 512  # future versions may append fields; longer values are not even parsed
+CAUSED_BY_LENGTH = 64  # an action id (nautilus_core.actions.ACTION_ID_LENGTH)
+_PROPAGATOR = TraceContextTextMapPropagator()
+# types whose handling is not recorded: the cloud's own chatter (announcements, roll calls, trace queries)
+UNTRACED = frozenset({"init.service.pending", "roll_call", "trace.service.pending"})
+RECORDS_PER_ANSWER = 1000  # a service answers at most this many records to one trace query
+PRUNE_EVERY = 60.0  # seconds between two prunings by one process
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """The trace of the code running now: ``span_id`` is its parent id for what it sends."""
+
+    trace_id: str  # 32 lower-case hex digits
+    span_id: str  # 16 lower-case hex digits
+    flags: str = "01"
+    action_id: str | None = None  # the action being handled: what it sends is caused by it
+
+    @property
+    def traceparent(self):
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+    @classmethod
+    def new(cls, action_id=None):
+        return cls(secrets.token_hex(16), secrets.token_hex(8), "01", action_id)
+
+
+_current = contextvars.ContextVar("nautilus_trace", default=None)
+
+
+def current():
+    """The TraceContext of the code running now, or None."""
+    return _current.get()
+
+
+# -- reading untrusted values ----------------------------------------------------------------
+
+
+def parse_traceparent(value):
+    """``(trace_id, span_id, flags)`` of a valid W3C traceparent, or None for anything else (never raises)."""
+    if not isinstance(value, str) or len(value) > _LONGEST_ACCEPTED or "\x00" in value:
+        return None
+    try:
+        span = otel_trace.get_current_span(_PROPAGATOR.extract({"traceparent": value}))
+    except Exception:  # the propagator is meant not to raise; a hostile value must not find out otherwise
+        return None
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}", f"{int(context.trace_flags):02x}"
+
+
+def read_traceparent(value):
+    """An envelope's ``traceparent`` in its canonical form, or None when it is not a valid one."""
+    parsed = parse_traceparent(value)
+    return "00-{}-{}-{}".format(*parsed) if parsed else None
+
+
+def read_caused_by(value):
+    """An envelope's ``caused_by`` when it can be an action id, else None."""
+    if isinstance(value, str) and 0 < len(value) <= CAUSED_BY_LENGTH and value.isprintable():
+        return value
+    return None
+
+
+def _continued(traceparent, action_id=None):
+    """A context in the trace of a (valid) ``traceparent``, with a span id of its own; a new trace without one."""
+    if traceparent is None:
+        return TraceContext.new(action_id)
+    trace_id, _, flags = parse_traceparent(traceparent)
+    return TraceContext(trace_id, secrets.token_hex(8), flags, action_id)
+
+
+# -- what a new Action carries (the defaults of nautilus_core.actions.Action) -------------------
+
+
+def new_traceparent():
+    """The traceparent of an action made now: the current span's (OpenTelemetry), the current
+    trace's, or a new trace's."""
+    if otel.enabled():
+        span_context = otel_trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
+    context = _current.get()
+    return (context or TraceContext.new()).traceparent
+
+
+def caused_by():
+    """The ``caused_by`` of an action made now: the id of the action being handled, if any."""
+    context = _current.get()
+    return context.action_id if context is not None else None
+
+
+# -- handling an action: the context, its span, its record ---------------------------------------
+
+
+@dataclass
+class _Handling:
+    service: object
+    raw: object
+    attempt: int
+    final: bool
+    started: float = field(default_factory=time.monotonic)
+    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    status: str | None = None
+    outcome: object = None
+    published: list = field(default_factory=list)
+
+
+_handling = contextvars.ContextVar("nautilus_handling", default=None)
+
+
+def _text(raw, key, limit=255):
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and len(value) <= limit and value.isprintable() else None
+
+
+@contextlib.contextmanager
+def handling(service, raw, *, attempt=1, final=True):
+    """Around ``Service.receive``: the action's trace is the current one (a new one when its
+    traceparent is missing or invalid), a span covers the handling (OpenTelemetry), and what
+    happened is recorded when it ends."""
+    traceparent = read_traceparent(raw.get("traceparent") if isinstance(raw, dict) else None)
+    action_id = _text(raw, "action_id", CAUSED_BY_LENGTH)
+    action_type = _text(raw, "action_type") or ""
+    state = _Handling(service, raw, attempt, final)
+    with otel.handler_span(service.name, action_type, action_id, traceparent) as span_context:
+        # OpenTelemetry: the handler's span is the parent of what it sends
+        context = (TraceContext(*span_context, action_id=action_id) if span_context is not None
+                   else _continued(traceparent, action_id))
+        token, handling_token = _current.set(context), _handling.set(state)
+        try:
+            yield state
+        except Exception:
+            state.status = "retried" if not final else "dead-lettered"
+            raise
+        finally:
+            _current.reset(token)
+            _handling.reset(handling_token)
+            if action_id and action_type not in UNTRACED:
+                _record(state, context, action_id, action_type)
+
+
+def note_outcome(outcome, outbox):
+    """``Service._deliver``: the answer and the envelopes published because of the action."""
+    state = _handling.get()
+    if state is not None:
+        state.outcome = outcome
+        state.published = [{"action_id": e.action_id, "action_type": e.action_type, "sent_at": e.sent_at}
+                           for e in outbox]
+
+
+def note_refused(service, raw):
+    """``nautilus_core.intake``: the message was dead-lettered (recorded even outside ``handling``:
+    a message refused before Celery read it)."""
+    state = _handling.get()
+    if state is not None:
+        state.status = "dead-lettered"
+        return
+    action_id = _text(raw, "action_id", CAUSED_BY_LENGTH)
+    if action_id:
+        state = _Handling(service, raw, 1, True, status="dead-lettered")
+        context = _continued(read_traceparent(raw.get("traceparent")))
+        _record(state, context, action_id, _text(raw, "action_type") or "")
+
+
+def _status(state):
+    if state.status is not None:
+        return state.status
+    outcome = state.outcome
+    if outcome is not None and outcome.action_type.endswith(".error"):
+        code = outcome.payload.get("code") if isinstance(outcome.payload, dict) else None
+        return "expired" if code == "deadline_exceeded" else "error"
+    return "success"
+
+
+def _record(state, context, action_id, action_type):
+    """Keep what was handled (a failure to keep it never fails the action)."""
+    from django.db import transaction
+
+    from .conf import nautilus_settings
+    from .models import TracedAction
+
+    if nautilus_settings.TRACE_RETENTION <= 0:
+        return
+    try:
+        with transaction.atomic():  # a savepoint when inside a transaction: a failure here spoils nothing
+            _create(TracedAction, state, context, action_id, action_type)
+        prune()
+    except Exception:
+        logger.warning("%s could not record the handling of %s for tracing", state.service.name, action_id,
+                       exc_info=True)
+
+
+def _create(model, state, context, action_id, action_type):
+    raw, outcome = state.raw, state.outcome
+    model.objects.create(
+        service=state.service.name, action_id=action_id, action_type=action_type[:300],
+        trace_id=context.trace_id, caused_by=read_caused_by(raw.get("caused_by")) or "",
+        correlation_id=(_text(raw, "correlation_id") or "")[:255], sender=(_text(raw, "sender") or "")[:255],
+        sent_at=(_text(raw, "sent_at", 64) or ""), received_at=state.received_at,
+        duration=(time.monotonic() - state.started) * 1000.0, status=_status(state), attempt=state.attempt,
+        outcome_id=outcome.action_id if outcome is not None else "",
+        outcome_type=outcome.action_type[:300] if outcome is not None else "",
+        published=state.published,
+    )
+
+
+_last_pruned = [0.0]
+
+
+def prune(force=False):
+    """Delete the records older than ``NAUTILUS_TRACE_RETENTION`` (at most once a minute per process)."""
+    from .conf import nautilus_settings
+    from .models import TracedAction
+
+    now = time.monotonic()
+    if not force and now - _last_pruned[0] < PRUNE_EVERY:
+        return 0
+    _last_pruned[0] = now
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=nautilus_settings.TRACE_RETENTION)
+    deleted, _ = TracedAction.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
+
+
+# -- the trace query every service answers -------------------------------------------------------
+
+
+def answer(service, action):
+    """``trace.service.pending`` ``{"id"}`` (an action, trace or correlation id) or ``{"trace_ids"}`` →
+    ``{"service", "records"}``: what this service recorded of it."""
+    from django.db.models import Q
+
+    from .actions import MalformedAction
+    from .models import TracedAction
+
+    payload = action.payload
+    wanted, trace_ids = payload.get("id"), payload.get("trace_ids")
+    if wanted is not None and not (isinstance(wanted, str) and 0 < len(wanted) <= 255):
+        raise MalformedAction('a trace query names {"id": "<action, trace or correlation id>"}', action.to_dict())
+    if trace_ids is not None and not (isinstance(trace_ids, list) and len(trace_ids) <= 100
+                                      and all(isinstance(t, str) and len(t) == 32 for t in trace_ids)):
+        raise MalformedAction('"trace_ids" is a list of at most 100 trace ids', action.to_dict())
+    match = Q(pk__in=[])
+    if wanted:
+        match |= Q(action_id=wanted) | Q(trace_id=wanted.lower()) | Q(correlation_id=wanted)
+    if trace_ids:
+        match |= Q(trace_id__in=trace_ids)
+    rows = TracedAction.objects.filter(match).order_by("received_at")[:RECORDS_PER_ANSWER]
+    return {"service": service.name, "records": [row.as_record() for row in rows]}
+
+
+# -- HTTP requests ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def request_trace(traceparent_header, name="HTTP request"):
+    """Serve an HTTP request in a trace: the client's (a valid ``traceparent`` header), else a new one.
+
+    With OpenTelemetry, the request's span (Django's instrumentation's, or ``name`` when Django's
+    middleware did not run) continues the same header, and is the parent of what the request sends.
+    """
+    traceparent = read_traceparent(traceparent_header)
+    with otel.request_span(name, traceparent) as span_context:
+        context = TraceContext(*span_context) if span_context is not None else _continued(traceparent)
+        token = _current.set(context)
+        try:
+            yield context
+        finally:
+            _current.reset(token)
+
+
+class TraceMiddleware:
+    """Every HTTP request of a service runs in a trace (see ``request_trace``); the response says
+    which in a ``traceresponse`` header (W3C Trace Context level 2)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        with request_trace(request.headers.get("traceparent"), _name(request)) as context:
+            response = self.get_response(request)
+        response["traceresponse"] = context.traceparent
+        return response
+
+    async def _acall(self, request):
+        with request_trace(request.headers.get("traceparent"), _name(request)) as context:
+            response = await self.get_response(request)
+        response["traceresponse"] = context.traceparent
+        return response
+
+
+def _name(request):
+    return f"{request.method} {request.path}"
