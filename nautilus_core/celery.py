@@ -27,7 +27,7 @@ from celery import Celery, signals
 from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.consumer import Consumer
 
-from . import intake
+from . import intake, logs, observe
 from .actions import MalformedAction
 from .heartbeat import Heartbeat
 
@@ -37,9 +37,11 @@ logger = logging.getLogger(__name__)
 
 app = Celery("nautilus")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+logs.connect_celery()  # the worker logs as the service does (nautilus_core.logs)
 
 
 @app.task(name="nautilus.action", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@observe.handled_action  # one metric and log line per attempt (nautilus_core.observe)
 def handle_action(self, envelope):
     """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
     from .bus import direct_queue

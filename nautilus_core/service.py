@@ -23,7 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, IntegrityError, transaction
 from django.utils.module_loading import import_string
 
-from . import intake
+from . import intake, observe
 from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, Action, MalformedAction, error_payload, status_of
 from .conf import nautilus_settings
 
@@ -404,6 +404,7 @@ class Service:
 
     def _deliver(self, outcome, outbox, reply_to):
         """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
+        observe.answered(outcome)
         if reply_to and outcome is not None and outcome.correlation_id:
             self.bus.reply(reply_to, outcome)
         for envelope in outbox:
