@@ -6,6 +6,8 @@ import django
 
 django.setup(set_prefix=False)
 
+from .observe import AccessLog  # noqa: E402
 from .service import get_service  # noqa: E402  (after Django is set up)
 
-application = get_service().asgi_handler()
+# an access line and a count per request (nautilus_core.observe)
+application = AccessLog(get_service().asgi_handler(), get_service().name)

@@ -41,7 +41,7 @@ from amqp.exceptions import AMQPError, PreconditionFailed
 from kombu import Consumer, Exchange, Producer, Queue, binding
 from kombu.exceptions import OperationalError
 
-from . import otel
+from . import observe, otel
 from .actions import Action, deadline_in, seconds_left
 
 __all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker",
@@ -309,6 +309,7 @@ class Bus:
                 delivery_mode=2,
                 retry=True,
             )
+        observe.dead_lettered(context.get("service") or self.sender, layer, body, context.get("routing_key"))
 
     def replay(self, record, *, broadcast=False):
         """Send a dead letter again: to the queue of the service that gave up on it, or with
@@ -343,6 +344,7 @@ class Bus:
 
     # -- asking ----------------------------------------------------------------------
 
+    @observe.timed_ask
     def ask(self, action_type, payload=None, *, timeout, action_id=None):
         """Publish an action that must be applied within ``timeout`` seconds and wait for its outcome.
 
@@ -360,6 +362,7 @@ class Bus:
         finally:
             self._replies.forget(action.correlation_id)
 
+    @observe.timed_ask
     async def ask_async(self, action_type, payload=None, *, timeout, action_id=None):
         """``ask`` for an asyncio caller; many asks can wait at once."""
         with otel.span(f"{action_type} ask", otel.CLIENT):

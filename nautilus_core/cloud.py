@@ -26,10 +26,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .logs import still
 from .process import django_command, python_path
 from .supervisor import Child, stop_all
 
 __all__ = ["ServiceSpec", "discover", "create_databases", "Cloud", "CloudError", "get_json", "health_of"]
+
+
+NOTE_EVERY = 5.0  # seconds between two "waiting for …" lines
 
 
 class CloudError(Exception):
@@ -168,13 +172,15 @@ class Cloud:
         import subprocess
 
         started = time.monotonic()
+        self.say(f"migrating {len(self.specs)} databases")
         running = [(spec, subprocess.Popen(self._manage(spec, "migrate", "--verbosity=0", "--no-input"),
                                            env=self._env(spec), cwd=os.getcwd(), stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT)) for spec in self.specs]
-        for spec, process in running:
-            output = process.communicate()[0].decode(errors="replace")
-            if process.returncode:
-                raise CloudError(f"migrating {spec.package} failed ({process.returncode}):\n{output}")
+        with still(self.say, "migrating"):
+            for spec, process in running:
+                output = process.communicate()[0].decode(errors="replace")
+                if process.returncode:
+                    raise CloudError(f"migrating {spec.package} failed ({process.returncode}):\n{output}")
         self.say(f"migrated {', '.join(s.package for s in self.specs)} ({time.monotonic() - started:.1f}s)")
 
     def start(self, specs):
@@ -191,6 +197,7 @@ class Cloud:
         """Until each child's worker is ready and its ``/health`` answers: a line per service."""
         waiting = dict(children)
         deadline = started + self.timeout
+        note_at = started + NOTE_EVERY
         while waiting:
             for spec, child in list(waiting.items()):
                 if not child.running():
@@ -203,6 +210,9 @@ class Cloud:
                 why = {spec: health_of(spec.url, timeout=1)[1] for spec in waiting}
                 raise CloudError(f"not healthy after {self.timeout}s: "
                                  + ", ".join(f"{s.package} ({why[s]})" if why[s] else s.package for s in waiting))
+            if waiting and time.monotonic() >= note_at:  # never silent while it waits
+                note_at += NOTE_EVERY
+                self.say(f"waiting for {', '.join(s.package for s in waiting)} ({time.monotonic() - started:.0f}s)")
             time.sleep(0.2)
 
     def wait_for_roll_call(self, timeout=30):

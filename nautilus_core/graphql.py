@@ -20,6 +20,8 @@ from graphql import (DocumentNode, ExecutionContext, ExecutionResult, GraphQLErr
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 
 from .limits import Limits, limits_errors, limits_rule
+from .metrics import document_cache_lookup
+from .observe import service_name
 
 __all__ = ["Refused", "execute_query", "execute_query_async", "DocumentCache"]
 
@@ -101,6 +103,7 @@ def _checked(graphql_schema, query, variables, limits):
                               "document_too_large", limit=limits.max_document_size, found=len(query))
     cache = document_cache(graphql_schema)
     cached = cache.get(query)
+    document_cache_lookup(service_name(), cached is not None and cached.limits == limits)
     if cached is not None and cached.limits == limits:  # valid, within the limits unless its first is a variable
         errors = limits_errors(graphql_schema, cached.document, limits, variables) if cached.uses_variables else []
         return (None, Refused(data=None, errors=errors)) if errors else (cached.document, None)

@@ -19,6 +19,7 @@ import time
 import uvicorn
 from django.conf import settings
 
+from . import logs, metrics
 from .consuming import CONSUMING_FILE_ENV
 
 __all__ = ["worker_command", "run_service", "WorkerSupervisor", "current"]
@@ -33,9 +34,9 @@ def current():
     return _current
 
 
-def worker_command(service, pool="solo", concurrency=None, loglevel="INFO"):
-    """The ``celery worker`` command line that consumes this service's actions."""
-    command = [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker",
+def worker_command(service, pool="solo", concurrency=None, loglevel="INFO", quiet=True):
+    """The ``celery worker`` command line that consumes this service's actions (``quiet``: no banner)."""
+    command = [sys.executable, "-m", "celery", *(["--quiet"] if quiet else []), "-A", "nautilus_core", "worker",
                f"--pool={pool}", f"--loglevel={loglevel}", f"--hostname={service.name}.{os.getpid()}@%h"]
     if concurrency:
         command.append(f"--concurrency={concurrency}")
@@ -87,6 +88,7 @@ class WorkerSupervisor(threading.Thread):
                 return
             started = time.monotonic()
             code = process.wait()
+            metrics.process_exited(process.pid)
             if self._stopping.is_set():
                 return
             self._forget_consuming_file()
@@ -139,6 +141,8 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
                 shutdown_timeout=15.0):
     """Serve HTTP (uvicorn) and supervise a worker until SIGTERM/Ctrl-C; SystemExit(1) if the worker gave up."""
     global _current
+    # one multiprocess metrics folder for the HTTP server and the worker (nautilus_core.metrics)
+    metrics_dir = metrics.prepare_directory(service.name, getattr(settings, "VAR_DIR", None) or tempfile.gettempdir())
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)}
 
     def give_up():  # from the supervisor's thread: stop serving, as SIGTERM does
@@ -148,8 +152,8 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         stdout.write(text + "\n")
         stdout.flush()
 
-    supervisor = WorkerSupervisor(service.name, worker_command(service, pool, concurrency), env,
-                                  on_give_up=give_up, say=say)
+    command = worker_command(service, pool, concurrency, quiet=not logs.verbose())
+    supervisor = WorkerSupervisor(service.name, command, env, on_give_up=give_up, say=say)
     supervisor.start_worker()
     supervisor.start()
     _current = supervisor
@@ -162,8 +166,9 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
     try:
         say(f"{service.name}: http://{host}:{port}/graphql (worker pid {supervisor.pid})")
         # ASGI, so that the asks of one gateway request wait together
+        # uvicorn's lines in this process's log format; the access lines are nautilus_core.observe's
         uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
-                    lifespan="off", timeout_graceful_shutdown=shutdown_timeout)
+                    log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=shutdown_timeout)
     except KeyboardInterrupt:
         pass
     finally:
@@ -172,5 +177,6 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         supervisor.stop(shutdown_timeout)
         _current = None
         service.cleanup()
+        metrics.remove_directory(metrics_dir)
     if gave_up:
         raise SystemExit(1)

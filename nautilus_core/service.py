@@ -20,9 +20,8 @@ from types import SimpleNamespace
 
 from django.db import DataError, IntegrityError, transaction
 
-from . import intake, otel, tracing
-from .actions import (ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, TRACE, Action, MalformedAction,
-                      status_of)
+from . import intake, observe, otel, tracing
+from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, TRACE, Action, MalformedAction, status_of
 from .conf import nautilus_settings
 from .exceptions import ActionError, ActionFailed, ServiceMisconfigured
 from .registry import get_service
@@ -391,6 +390,7 @@ class Service:
     def _deliver(self, outcome, outbox, reply_to):
         """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
         tracing.note_outcome(outcome, outbox)
+        observe.answered(outcome)
         if reply_to and outcome is not None and outcome.correlation_id:
             self.bus.reply(reply_to, outcome)
         for envelope in outbox:

@@ -27,6 +27,7 @@ from nautilus_core.databases import database_settings
 from .brokers import embedded_transport_options  # noqa: F401 (importable from here, as before)
 from .brokers import broker_of
 from .brokers import connection_options as broker_connection_options
+from .logs import logging_config
 
 
 
@@ -130,16 +131,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"nautilus_core": {"handlers": ["console"], "level": "INFO", "propagate": False},
-                "model_service": {"handlers": ["console"], "level": "INFO", "propagate": False},
-                "gateway": {"handlers": ["console"], "level": "INFO", "propagate": False},
-                "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
-}
+# one line per action and per request; NAUTILUS_LOG_FORMAT=json, NAUTILUS_LOG_VERBOSE=1 (nautilus_core.logs)
+LOGGING = logging_config()
 
 # -- the action bus (Celery on kombu) ------------------------------------------------------
 

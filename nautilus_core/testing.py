@@ -46,7 +46,9 @@ class ServiceProcess:
 
     def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None, http_port=None):
         self.settings = settings
-        self.env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1"}
+        # verbose (unless ``env`` says otherwise): Celery's task and retry lines too, for tests to read
+        self.env = {**os.environ, "NAUTILUS_LOG_VERBOSE": "1", **env, "DJANGO_SETTINGS_MODULE": settings,
+                    "PYTHONUNBUFFERED": "1"}
         self.pool = pool
         self.name = name or settings.rsplit(".", 2)[-2]
         self.http_port = http_port

@@ -1,17 +1,18 @@
 """URLs of a service: ``/graphql`` (internal: ``nautilus_core.internal``), ``/admin/``, ``/health``
-(``/health/live``) and the service's own routes."""
+(``/health/live``), ``/metrics`` (``nautilus_core.metrics``) and the service's own routes."""
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import path
 
 from .internal import internal
+from .metrics import metrics_view
 from .service import get_service
 from .views import graphql_view, health, live
 
 
 def service_urls(service):
     urls = [path("health", health, name="health"), path("health/live", live, name="health-live"),
-            path("admin/", admin.site.urls)]
+            path("metrics", metrics_view, name="metrics"), path("admin/", admin.site.urls)]
     if service is None:
         return urls
     if service.schema is not None:

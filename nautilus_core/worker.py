@@ -23,7 +23,7 @@ from celery import signals
 from celery.utils.time import get_exponential_backoff_interval
 from celery.worker.consumer import Consumer
 
-from . import intake
+from . import intake, logs, observe
 from .actions import MalformedAction
 from .bus import declare, direct_queue
 from .celery import app
@@ -34,9 +34,11 @@ from .registry import get_service
 __all__ = ["handle_action", "ActionConsumer"]
 
 logger = logging.getLogger(__name__)
+logs.connect_celery()  # the worker logs as the service does (nautilus_core.logs)
 
 
 @app.task(name="nautilus.action", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@observe.handled_action  # one metric and log line per attempt (nautilus_core.observe)
 def handle_action(self, envelope):
     """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
     service = get_service()

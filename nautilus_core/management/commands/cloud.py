@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.management.color import supports_color
 
 from nautilus_core.cloud import Cloud, CloudError, create_databases, discover, get_json, health_of
+from nautilus_core.logs import VERBOSE_ENV, still
 from nautilus_core.supervisor import LogPrinter
 
 DEFAULT_CLOUD = "."  # the current folder: a project whose sub-packages are services
@@ -42,6 +43,8 @@ class Command(BaseCommand):
                             help="the gateway's port; the other services take the next ones (0: any free ports)")
         parser.add_argument("--timeout", type=float, default=120, help="seconds each service has to become healthy")
         parser.add_argument("--gateway", help="status: the gateway's URL (default: the running cloud's)")
+        parser.add_argument("--verbose", action="store_true",
+                            help="up: Celery's banners, task lines and warnings, and DEBUG lines of every service")
 
     def say(self, text):
         self.printer.line(f"{self.style.MIGRATE_HEADING('cloud:')} {text}")
@@ -55,12 +58,14 @@ class Command(BaseCommand):
             root, specs = discover(path, port)
         except (CloudError, ImportError) as exc:
             raise CommandError(str(exc)) from None
-        self.up(root, specs, timeout)
+        self.up(root, specs, timeout, options["verbose"])
 
     # -- up ------------------------------------------------------------------------------
 
-    def up(self, root, specs, timeout):
-        env = {}
+    def up(self, root, specs, timeout, verbose=False):
+        env = {VERBOSE_ENV: "1"} if verbose else {}
+        if not verbose and hasattr(os, "geteuid") and os.geteuid() == 0:  # said once, not by every worker
+            self.say("running as root: Celery advises a user of its own (--uid); its warning is shown with --verbose")
         if not os.environ.get("NAUTILUS_SECRET_KEY"):
             env["NAUTILUS_DEMO"] = "1"
             self.say(f"no NAUTILUS_SECRET_KEY: running as the demo (NAUTILUS_DEMO=1, a random key kept in "
@@ -92,7 +97,9 @@ class Command(BaseCommand):
             cloud.start([spec for spec in specs if not spec.gateway])
             if cloud.gateway:
                 cloud.start([cloud.gateway])
-                if not cloud.wait_for_roll_call():
+                with still(self.say, "waiting for the gateway's roll call"):
+                    answered = cloud.wait_for_roll_call()
+                if not answered:
                     self.say("the gateway does not know every service yet (see the logs above)")
             cloud.write_state()
             self.announce(cloud)
