@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from . import tracing
+from . import trace_context
 
 __all__ = [
     "PENDING", "SUCCESS", "ERROR", "CRUD_METHODS",
@@ -162,8 +162,8 @@ class Action:
     sender: str = ""
     sent_at: str = field(default_factory=_now)
     deadline: str | None = None  # past it the action must not be applied; only asks carry one
-    traceparent: str | None = field(default_factory=tracing.new_traceparent)  # W3C trace context
-    caused_by: str | None = field(default_factory=tracing.caused_by)  # the action whose handling sent it
+    traceparent: str | None = field(default_factory=trace_context.new_traceparent)  # W3C trace context
+    caused_by: str | None = field(default_factory=trace_context.caused_by)  # the action whose handling sent it
 
     def to_dict(self):
         envelope = {
@@ -214,8 +214,8 @@ class Action:
             sent_at=raw.get("sent_at") or _now(),
             deadline=raw.get("deadline"),
             # trace context is never a reason to refuse: an invalid value is dropped (a new trace then)
-            traceparent=tracing.read_traceparent(raw.get("traceparent")),
-            caused_by=tracing.read_caused_by(raw.get("caused_by")),
+            traceparent=trace_context.read_traceparent(raw.get("traceparent")),
+            caused_by=trace_context.read_caused_by(raw.get("caused_by")),
         )
 
     def outcome(self, status, payload, sender):

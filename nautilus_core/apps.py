@@ -14,6 +14,7 @@ class NautilusCoreConfig(AppConfig):
         from .otel import configured_by_environment
 
         if configured_by_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT…: spans, before the middleware is built
-            from .otel import configure_from_environment, service_name
+            from .otel import configure_from_environment
+            from .registry import service_name
 
             configure_from_environment(service_name())

@@ -43,6 +43,7 @@ from kombu.exceptions import OperationalError
 
 from . import observe, otel
 from .actions import Action, deadline_in, seconds_left
+from .exceptions import AskTimeout, NoHandler
 
 __all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker",
            "connect", "service_queue", "dead_letter_queue", "declare", "direct_queue", "envelope_of_task_message",
@@ -57,32 +58,6 @@ QUEUE_TYPES = ("classic", "quorum")
 # and a reply is dropped this long after it was sent (on Redis that is what removes the replies
 # to an asker that is gone: see nautilus_core/redis_transport.py).
 REPLY_TTL = 60
-
-
-class AskTimeout(TimeoutError):
-    """Nobody answered an ask in time.
-
-    Past its deadline the action is refused, so it was not applied, unless the asker lost its
-    connection to the broker while it waited (``outcome_known`` False): then an answer may have
-    been lost with it, and the action applied before its deadline.
-    """
-
-    def __init__(self, action_type, timeout, outcome_known=True):
-        super().__init__(
-            f"No reply to {action_type} within {timeout:g}s: is a service that handles it running?"
-            + ("" if outcome_known else " (the connection to the broker was lost meanwhile: it may have been applied)")
-        )
-        self.action_type = action_type
-        self.timeout = timeout
-        self.outcome_known = outcome_known
-
-
-class NoHandler(LookupError):
-    """No queue is bound to an action type: nobody could answer an ask of it."""
-
-    def __init__(self, action_type):
-        super().__init__(f"no service handles {action_type}")
-        self.action_type = action_type
 
 
 class BrokerUnreachable(ConnectionError):

@@ -28,7 +28,7 @@ def service_name():
     """The name of the service this process runs, or ``-``."""
     from django.core.exceptions import ImproperlyConfigured
 
-    from .service import get_service
+    from .registry import get_service
 
     try:
         return get_service().name
@@ -67,7 +67,7 @@ def handled_action(task_function):
     def handle(task, envelope):
         from celery.exceptions import Retry
 
-        from .service import get_service
+        from .registry import get_service
 
         seen = _Handling(get_service(), envelope, (task.request.retries or 0) + 1)
         token = _handling.set(seen)
@@ -111,7 +111,7 @@ def dead_lettered(service, layer, body=None, routing_key=None):
 
 
 def _ask_outcome(exc):
-    from .bus import AskTimeout, NoHandler
+    from .exceptions import AskTimeout, NoHandler
 
     if isinstance(exc, AskTimeout):
         return "timeout"

@@ -67,26 +67,6 @@ def configure_from_environment(service_name):
     return True
 
 
-def service_name():
-    """The name of the service of these settings, without making the service (at Django start, before
-    the other apps are ready): its class's ``name``, else its model's, else its class's."""
-    from django.utils.module_loading import import_string
-
-    from .conf import nautilus_settings
-    from .service import normalize_name
-
-    try:
-        cls = import_string(nautilus_settings.SERVICE)
-    except Exception:  # no service, or a misconfigured one: `manage.py check` says why
-        return "nautilus"
-    model = getattr(cls, "model", None)
-    if getattr(cls, "name", None):
-        return cls.name
-    if model is not None and getattr(cls, "from_service", None) is None:
-        return normalize_name(model.__name__)
-    return normalize_name(cls.__name__)
-
-
 def configure(exporter, *, service_name="nautilus", instrument=False, batch=True):
     """Make spans and send them to ``exporter`` (an SDK SpanExporter: OTLP, or an in-memory one in tests).
 

@@ -24,7 +24,7 @@ from . import intake, observe, otel, tracing
 from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, TRACE, Action, MalformedAction, status_of
 from .conf import nautilus_settings
 from .exceptions import ActionError, ActionFailed, ServiceMisconfigured
-from .registry import get_service
+from .registry import get_service, normalize_name
 
 __all__ = ["Service", "ActionError", "ActionFailed", "ServiceMisconfigured", "on_action", "get_service"]
 
@@ -61,11 +61,6 @@ def on_action(*action_types, record=True):
         return method
 
     return mark
-
-
-def normalize_name(name):
-    """``RecipeService`` → ``recipeService``: the original's default service name."""
-    return name[:1].lower() + name[1:]
 
 
 class Service:
