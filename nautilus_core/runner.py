@@ -19,6 +19,7 @@ import time
 import uvicorn
 from django.conf import settings
 
+from .conf import nautilus_settings
 from .consuming import CONSUMING_FILE_ENV
 
 __all__ = ["worker_command", "run_service", "WorkerSupervisor", "current"]
@@ -163,7 +164,8 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         say(f"{service.name}: http://{host}:{port}/graphql (worker pid {supervisor.pid})")
         # ASGI, so that the asks of one gateway request wait together
         uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
-                    lifespan="off", timeout_graceful_shutdown=shutdown_timeout)
+                    lifespan="off", timeout_graceful_shutdown=shutdown_timeout,
+                    ws_max_size=nautilus_settings.MAX_REQUEST_SIZE)  # a WebSocket message: as a /graphql body
     except KeyboardInterrupt:
         pass
     finally:
