@@ -8,7 +8,7 @@ chain it does need done here:
 ``ALLOWED_HOSTS`` (a 400 for another ``Host``); its body is capped as every service's is
 (``nautilus_core.handlers``). Every other path (admin, index, static files, the GraphiQL
 page) keeps the full chain. Django still creates the request, sends its signals and writes
-the response.
+the response. A WebSocket to ``/graphql`` is a subscription client (``gateway/subscriptions.py``).
 """
 from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
@@ -29,6 +29,13 @@ class GatewayASGIHandler(ServiceASGIHandler):
     def __init__(self):
         super().__init__()
         self._graphql_chain = CorsMiddleware(TraceMiddleware(graphql))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":  # subscriptions (graphql-transport-ws) on the same port as /graphql
+            from .subscriptions import serve
+
+            return await serve(scope, receive, send)
+        return await super().__call__(scope, receive, send)
 
     async def get_response_async(self, request):
         if request.path != "/graphql" or http.wants_graphiql(request):

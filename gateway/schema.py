@@ -5,7 +5,8 @@
   the connection's name (``recipe { ingredients }``), reverse under the plural of the
   connection's ``from`` column (``ingredient { recipes }``, ``user { followers }``);
 - one mutation per announced mutation (``createRecipe(name: …) { recipe { id } }``), and
-  the user mutations (``registerUser``, ``loginUser``…, see ``users``).
+  the user mutations (``registerUser``, ``loginUser``…, see ``users``);
+- ``recipeCreated``, ``recipeUpdated``, ``recipeDeleted`` subscriptions per service (``live``).
 
 Every resolver asks services over the bus through the request's QueryContext, which
 batches rows by service and level (see ``execution``).
@@ -21,6 +22,7 @@ from nautilus_core.limits import ASKS
 from nautilus_core.types import object_type, wire_scalar
 
 from .authorization import owner_inputs
+from .live import DELETED_TYPE, attach_subscribers, subscription_type
 from .scope import current_scope
 from .users import user_mutations
 
@@ -83,7 +85,7 @@ def build_schema(snapshot, gateway):
     types = {}
     links = links_of(snapshot)
     for name, summary in {**snapshot.models, **snapshot.connections}.items():
-        taken = {"Query", "Mutation", "Subscription", *(t._meta.name for t in types.values())}
+        taken = {"Query", "Mutation", "Subscription", DELETED_TYPE, *(t._meta.name for t in types.values())}
         if _type_name(name) in taken:  # graphene would silently let one type replace the other
             raise ValueError(f"the service {name!r} would be the GraphQL type {_type_name(name)!r}, which is taken")
         attrs = {"pk": graphene.ID(required=True, description="The primary key of this row.")}
@@ -114,8 +116,10 @@ def build_schema(snapshot, gateway):
     mutation_fields.update(user_mutations(snapshot, types, gateway))
     mutation = object_type("Mutation", "Changing the cloud: each mutation is an action sent to a service.",
                             mutation_fields) if mutation_fields else None
-    schema = graphene.Schema(query=query, mutation=mutation, auto_camelcase=False)
+    schema = graphene.Schema(query=query, mutation=mutation, subscription=subscription_type(snapshot, types, _filters),
+                             auto_camelcase=False)
     _count_asks(schema.graphql_schema, snapshot, links)
+    attach_subscribers(schema.graphql_schema, snapshot)  # gateway/live.py: each field's event stream
     return schema
 
 

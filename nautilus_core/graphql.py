@@ -23,7 +23,7 @@ from .limits import Limits, limits_errors, limits_rule
 from .metrics import document_cache_lookup
 from .observe import service_name
 
-__all__ = ["Refused", "execute_query", "execute_query_async", "DocumentCache"]
+__all__ = ["Refused", "check_document", "execute_query", "execute_query_async", "DocumentCache"]
 
 #: documents longer than this (characters) are parsed and validated off the event loop
 THREAD_THRESHOLD = 2000
@@ -154,6 +154,12 @@ def _run(schema, document, variables, operation_name, context):
                        context_value=context, execution_context_class=_ExecutionContext)
     except _NotExecutable as exc:
         return Refused(data=None, errors=exc.errors)
+
+
+def check_document(graphql_schema, query, variables=None, limits=None):
+    """``(document, None)`` for a document that parses, validates and fits the limits, else ``(None, Refused)``
+    (for runners other than ``execute``: the gateway's subscriptions)."""
+    return _checked(graphql_schema, query, variables, limits or Limits.from_settings())
 
 
 def execute_query(schema, query, variables=None, operation_name=None, context=None, limits=None):

@@ -18,7 +18,7 @@ The gateway substitutes the caller (``substitute``) and sends the rule with a re
 query that orders and pages (``model_service.filters``), so paging counts visible rows only.
 """
 
-__all__ = ["USER_ID", "COMBINATORS", "OPERATORS", "RuleError", "substitute", "validate_rule"]
+__all__ = ["USER_ID", "COMBINATORS", "OPERATORS", "RuleError", "substitute", "validate_rule", "holds"]
 
 USER_ID = "$user_id"
 COMBINATORS = ("_and", "_or", "_not")
@@ -62,3 +62,55 @@ def validate_rule(rule, where="rule"):
                     raise RuleError(f"{where}.{key}.{operator} takes a list")
                 if operator == "_is_null" and not isinstance(operand, bool):
                     raise RuleError(f"{where}.{key}._is_null takes true or false")
+
+
+def holds(rule, row):
+    """Whether a substituted rule holds for ``row`` (a dict of wire values, with ``pk``), as the service's
+    filter would say: for a row that is gone (a delete), from its last known state."""
+    for key, value in rule.items():
+        if key == "_and" and not all(holds(item, row) for item in value):
+            return False
+        if key == "_or" and not any(holds(item, row) for item in value):
+            return False
+        if key == "_not" and holds(value, row):
+            return False
+        if not key.startswith("_") and not all(_compares(operator, row.get(key), operand)
+                                               for operator, operand in value.items()):
+            return False
+    return True
+
+
+def _same(a, b):
+    if type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                              and not isinstance(a, bool) and not isinstance(b, bool)):
+        return a == b
+    return str(a).lower() == str(b).lower() if isinstance(a, bool) or isinstance(b, bool) else str(a) == str(b)
+
+
+def _order(a, b):
+    """-1, 0 or 1; None when the two cannot be compared."""
+    try:
+        a, b = (float(a), float(b)) if not (isinstance(a, str) and isinstance(b, str)) else (a, b)
+    except (TypeError, ValueError):
+        return None
+    return (a > b) - (a < b)
+
+
+def _compares(operator, field, operand):
+    if operator == "_is_null":
+        return (field is None) == operand
+    if field is None:
+        return False  # as in SQL: a null field equals, differs from and exceeds nothing
+    if operator in ("_in", "_nin"):
+        found = any(_same(field, item) for item in operand if item is not None)
+        return found if operator == "_in" else not found
+    if operand is None:
+        return False
+    if operator == "_eq":
+        return _same(field, operand)
+    if operator == "_neq":
+        return not _same(field, operand)
+    order = _order(field, operand)
+    if order is None:
+        return False
+    return {"_gt": order > 0, "_gte": order >= 0, "_lt": order < 0, "_lte": order <= 0}[operator]

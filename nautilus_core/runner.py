@@ -20,6 +20,7 @@ import uvicorn
 from django.conf import settings
 
 from . import logs, metrics
+from .conf import nautilus_settings
 from .consuming import CONSUMING_FILE_ENV
 
 __all__ = ["worker_command", "run_service", "WorkerSupervisor", "current"]
@@ -168,7 +169,8 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         # ASGI, so that the asks of one gateway request wait together
         # uvicorn's lines in this process's log format; the access lines are nautilus_core.observe's
         uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
-                    log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=shutdown_timeout)
+                    log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=shutdown_timeout,
+                    ws_max_size=nautilus_settings.MAX_REQUEST_SIZE)  # a WebSocket message: as a /graphql body
     except KeyboardInterrupt:
         pass
     finally:

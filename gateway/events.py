@@ -1,0 +1,239 @@
+"""The outcomes on the bus, fanned out to the gateway's subscriptions in this process.
+
+One ``EventFeed`` per gateway process (started with the first subscription) consumes an
+exclusive, auto-delete queue of its own, bound to ``create|update|delete.*.success``: every
+committed change of every service, as its service published it after the commit. A thread
+reads the broker (kombu is synchronous) and hands each envelope to the event loop, where the
+``Hub`` gives it to every subscription of that change, in arrival order: one queue, so the
+events of a service arrive in the order that service published them (its commit order).
+
+The hub also remembers the last state of the rows it saw created or updated (at most
+``NAUTILUS_SUBSCRIPTION_ROWS_REMEMBERED``, the oldest forgotten first): a delete's outcome
+holds only the row's id, and a subscriber under a read rule is told of a delete only if the
+row, as it last was, was one it could read. Every second while there are subscriptions it
+looks at the registry, and tells the subscribers of a service that stopped announcing itself
+(``service_unavailable``), as queries are told.
+"""
+import asyncio
+import logging
+import socket
+import threading
+import uuid
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from kombu import Consumer, Queue, binding
+
+from nautilus_core.actions import CRUD_METHODS, SUCCESS, crud_action
+from nautilus_core.bus import actions_exchange, envelope_of_task_message
+from nautilus_core.conf import nautilus_settings
+
+from .registry import registry
+
+__all__ = ["Event", "Notice", "Hub", "EventFeed", "hub", "CHANGES"]
+
+logger = logging.getLogger(__name__)
+
+#: the outcome methods a subscription follows
+CHANGES = ("create", "update", "delete")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A committed change: ``method`` (create, update, delete) of the row ``payload`` of ``service``.
+
+    ``last_known`` is the row as the hub last saw it (for a delete: as it was before).
+    """
+
+    method: str
+    service: str
+    payload: dict
+    last_known: dict = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Not a change: something a subscriber is told as an error (a service gone silent, events lost)."""
+
+    message: str
+    code: str
+    service: str = None
+
+
+class RowMemory:
+    """The last state of the rows seen in events, by ``(service, pk)``, at most ``size`` of them."""
+
+    def __init__(self, size):
+        self.size = size
+        self._rows = OrderedDict()
+
+    def remember(self, service, pk, row):
+        key = (service, str(pk))
+        self._rows[key] = row
+        self._rows.move_to_end(key)
+        while len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+
+    def get(self, service, pk):
+        return self._rows.get((service, str(pk)))
+
+    def __len__(self):
+        return len(self._rows)
+
+
+class Hub:
+    """Subscriptions by ``(method, service)``, in one event loop."""
+
+    WATCH_EVERY = 1.0  # seconds between looks at which services went silent
+
+    def __init__(self):
+        self._subscribers = defaultdict(set)
+        self.memory = RowMemory(nautilus_settings.SUBSCRIPTION_ROWS_REMEMBERED)
+        self.snapshot = None  # the newest registry snapshot a subscription used (the services' pk names)
+        self.feed = None
+        self.loop = None
+        self._watcher = None
+        self._silent = set()
+
+    def subscribe(self, method, service, subscriber):
+        self._start()
+        self._subscribers[(method, service)].add(subscriber)
+
+    def unsubscribe(self, method, service, subscriber):
+        subscribers = self._subscribers.get((method, service))
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[(method, service)]
+
+    async def ready(self, timeout=10):
+        """Once the feed's queue is bound: changes committed from then on reach the subscriptions."""
+        if not self.feed.ready.is_set() and not await asyncio.to_thread(self.feed.ready.wait, timeout):
+            raise ConnectionError("the gateway cannot reach the bus to follow changes")
+
+    def count(self):
+        return sum(len(s) for s in self._subscribers.values())
+
+    def _start(self):
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # the first subscription (of this loop: tests run several)
+            self.loop = loop
+            if self.feed is not None:
+                self.feed.stop()
+            from nautilus_core.service import get_service
+
+            self.feed = EventFeed(get_service().bus.app, self)
+            self.feed.start()
+            self._watcher = loop.create_task(self._watch())
+
+    # -- from the feed (in the loop) ---------------------------------------------------
+
+    def dispatch(self, envelope):
+        parts = str(envelope.get("action_type", "")).split(".")
+        payload = envelope.get("payload")
+        if len(parts) != 3 or parts[0] not in CHANGES or parts[2] != SUCCESS or not isinstance(payload, dict):
+            return
+        method, service = parts[0], parts[1]
+        pk = payload.get(self._pk_name(service))
+        if method == "delete":
+            pk = payload.get("id")
+        if pk is None:
+            return
+        last_known = self.memory.get(service, pk)
+        if method != "delete":
+            last_known = {**payload, "pk": str(pk)}
+            self.memory.remember(service, pk, last_known)
+        event = Event(method, service, {**payload, "pk": str(pk)}, last_known)
+        for subscriber in list(self._subscribers.get((method, service), ())):
+            subscriber.offer(event)
+
+    def lost(self, reason):
+        """The feed lost its connection: events may have been missed meanwhile."""
+        notice = Notice(f"The gateway lost its connection to the bus ({reason}): changes made meanwhile may not "
+                        "have been sent. Subscribe again after reading what you need.", "events_lost")
+        for subscribers in list(self._subscribers.values()):
+            for subscriber in list(subscribers):
+                subscriber.offer(notice)
+
+    def _pk_name(self, service):
+        summary = self.snapshot.service(service) if self.snapshot is not None else None
+        return (summary or {}).get("pk", "id")
+
+    async def _watch(self):
+        while True:
+            await asyncio.sleep(self.WATCH_EVERY)
+            if not self._subscribers:
+                continue
+            try:
+                snapshot = registry.fresh() or await sync_to_async(registry.snapshot)()
+            except Exception:  # the database is away: look again later
+                logger.exception("could not read the registry")
+                continue
+            self.snapshot = snapshot
+            services = {service for _, service in self._subscribers}
+            for service in services:
+                silence = snapshot.silence(service)
+                if silence is None:
+                    self._silent.discard(service)
+                elif service not in self._silent:
+                    self._silent.add(service)
+                    notice = Notice(f"The {service} service is unavailable: it has not announced itself for "
+                                    f"{silence:.0f}s. Its changes are sent again once it is back.",
+                                    "service_unavailable", service)
+                    for method in CRUD_METHODS:
+                        for subscriber in list(self._subscribers.get((method, service), ())):
+                            subscriber.offer(notice)
+
+
+class EventFeed(threading.Thread):
+    """Consumes this process's queue of outcomes and hands each envelope to the hub's loop."""
+
+    def __init__(self, app, hub):
+        super().__init__(name="nautilus-events", daemon=True)
+        self.app, self.hub = app, hub
+        exchange = actions_exchange(nautilus_settings.EXCHANGE)
+        self.queue = Queue(f"nautilus.events.{uuid.uuid4().hex}", exchange=exchange, durable=False,
+                           exclusive=True, auto_delete=True,
+                           bindings=[binding(exchange, routing_key=crud_action(method, "*", SUCCESS))
+                                     for method in CHANGES])
+        self._stopping = threading.Event()
+        self.ready = threading.Event()
+        self.connections = 0
+
+    def stop(self):
+        self._stopping.set()
+
+    def run(self):
+        while not self._stopping.is_set():
+            try:
+                with self.app.connection_for_read() as connection:
+                    self._consume(connection)
+            except Exception as exc:  # the broker went away: reconnect, and say events may be lost
+                if self._stopping.is_set():
+                    break
+                logger.warning("the event feed lost its connection (%s); reconnecting", exc)
+                if self.ready.is_set():
+                    self.hub.loop.call_soon_threadsafe(self.hub.lost, str(exc) or type(exc).__name__)
+                    self.ready.clear()
+                self._stopping.wait(1)
+
+    def _consume(self, connection):
+        connection.ensure_connection(max_retries=None)
+        channel = connection.channel()
+        with Consumer(channel, queues=[self.queue], callbacks=[self._on_message], accept=["json"], no_ack=True):
+            self.connections += 1
+            self.ready.set()
+            while not self._stopping.is_set():
+                try:
+                    connection.drain_events(timeout=1)
+                except socket.timeout:
+                    continue
+
+    def _on_message(self, body, message):
+        envelope = envelope_of_task_message(body)
+        if isinstance(envelope, dict):
+            self.hub.loop.call_soon_threadsafe(self.hub.dispatch, envelope)
+
+
+hub = Hub()
