@@ -22,34 +22,24 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http.request import split_domain_port, validate_host
-from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast, subscribe
+from graphql import GraphQLError
 
 from nautilus_core.conf import nautilus_settings
-from nautilus_core.graphql import Refused, check_document
 from nautilus_core.service import get_service
 
 from .auth import read_session
-from .events import hub
-from .live import LiveContext
+from .operations import TOO_SLOW, Close, Follower, Operations
 
 __all__ = ["PROTOCOL", "serve", "Connection"]
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "graphql-transport-ws"
-TOO_SLOW = 4413  # not one of the protocol's fatal codes: a graphql-ws client with retries connects again
-
-
-class Close(Exception):
-    def __init__(self, code, reason):
-        super().__init__(reason)
-        self.code, self.reason = code, reason
 
 
 async def serve(scope, receive, send):
@@ -78,55 +68,9 @@ def _authorization(payload):
     return None
 
 
-def _result(result):
-    body = {} if isinstance(result, Refused) else {"data": result.data}
-    if result.errors:
-        body["errors"] = [error.formatted for error in result.errors]
-    return body
+class Connection(Operations):
+    """One WebSocket connection: its handshake, session, messages and close (its operations: ``Operations``)."""
 
-
-class Follower:
-    """The events of one ``(method, service)`` for one operation, waiting in its connection's buffer."""
-
-    def __init__(self, connection, method, service):
-        self.connection, self.method, self.service = connection, method, service
-        self.events = deque()
-        self._wake = asyncio.Event()
-        self.closed = False
-        hub.subscribe(method, service, self)
-
-    def offer(self, event):
-        if self.closed:
-            return
-        if self.connection.pending >= nautilus_settings.SUBSCRIPTION_BUFFER:
-            self.connection.too_slow()
-            return
-        self.events.append(event)
-        self.connection.pending += 1
-        self._wake.set()
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        while not self.events:
-            if self.closed:
-                raise StopAsyncIteration
-            self._wake.clear()
-            await self._wake.wait()
-        self.connection.pending -= 1
-        return self.events.popleft()
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            hub.unsubscribe(self.method, self.service, self)
-            self.connection.pending -= len(self.events)
-            self.events.clear()
-            self._wake.set()
-
-
-class Connection:
     def __init__(self, scope, receive, send):
         self.scope, self.receive, self.send = scope, receive, send
         self.gateway = get_service()
@@ -269,84 +213,3 @@ class Connection:
                                                 "Forbidden: the session token expired"))
         self.acked = True
         await self.send_json({"type": "connection_ack"})
-
-    async def subscribe(self, operation_id, payload):
-        if not self.acked:
-            raise Close(4401, "Unauthorized")
-        if not isinstance(operation_id, str) or not operation_id:
-            raise Close(4400, "Invalid message received: subscribe needs an id")
-        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str) \
-                or not isinstance(payload.get("variables"), (dict, type(None))) \
-                or not isinstance(payload.get("operationName"), (str, type(None))) \
-                or not isinstance(payload.get("extensions"), (dict, type(None))):
-            raise Close(4400, "Invalid message received: subscribe needs a payload {query, variables?, "
-                              "operationName?}")
-        if operation_id in self.operations:
-            raise Close(4409, f"Subscriber for {operation_id[:60]} already exists")
-        limit = nautilus_settings.SUBSCRIPTIONS_PER_CONNECTION
-        if len(self.operations) >= limit:
-            return await self.send_error(operation_id, [{
-                "message": f"A connection runs at most {limit} operations at once.",
-                "extensions": {"code": "too_many_subscriptions", "limit": limit}}])
-        self.operations[operation_id] = None
-        try:
-            stream, context = await self._start(operation_id, payload)
-        except BaseException:
-            self.operations.pop(operation_id, None)
-            raise
-        if stream is None:
-            self.operations.pop(operation_id, None)
-        elif operation_id in self.operations and not self.closed:
-            self.operations[operation_id] = asyncio.ensure_future(self._pump(operation_id, stream, context))
-        else:  # completed, or the connection closed, while it was set up
-            context.follower and context.follower.close()
-
-    async def _start(self, operation_id, payload):
-        """The event stream of a subscription (with its context); ``(None, None)`` when it is answered already."""
-        query, variables, name = payload["query"], payload.get("variables"), payload.get("operationName")
-        snapshot, schema = await sync_to_async(self.gateway.current_schema)()
-        hub.snapshot = snapshot
-        document, refused = check_document(schema.graphql_schema, query, variables)
-        if refused:
-            await self.send_error(operation_id, [error.formatted for error in refused.errors])
-            return None, None
-        operation = get_operation_ast(document, name)
-        if operation is not None and operation.operation != OperationType.SUBSCRIPTION:
-            result = await self.gateway.execute(query, variables, name, user=self.user)
-            if isinstance(result, Refused):
-                await self.send_error(operation_id, [error.formatted for error in result.errors])
-            else:
-                await self.send_json({"id": operation_id, "type": "next", "payload": _result(result)})
-                await self.send_json({"id": operation_id, "type": "complete"})
-            return None, None
-        context = LiveContext(self.gateway, snapshot, self, user=self.user)
-        stream = await subscribe(schema.graphql_schema, document, context_value=context, variable_values=variables,
-                                 operation_name=name)
-        if isinstance(stream, ExecutionResult):
-            context.follower and context.follower.close()
-            await self.send_error(operation_id, [error.formatted for error in stream.errors or ()])
-            return None, None
-        return stream, context
-
-    async def _pump(self, operation_id, stream, context):
-        try:
-            async for result in stream:
-                await self.send_json({"id": operation_id, "type": "next", "payload": _result(result)})
-            if not self.closed:
-                await self.send_json({"id": operation_id, "type": "complete"})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("subscription %s failed", operation_id)
-            if not self.closed:
-                await self.send_error(operation_id, [{"message": "The subscription failed in the gateway.",
-                                                      "extensions": {"code": "internal_error"}}])
-        finally:
-            if context.follower is not None:
-                context.follower.close()
-                self.followers.discard(context.follower)
-            if self.operations.get(operation_id) is asyncio.current_task():
-                del self.operations[operation_id]
-
-    async def send_error(self, operation_id, errors):
-        await self.send_json({"id": operation_id, "type": "error", "payload": errors})
