@@ -8,7 +8,7 @@ spelling types as strings, so a typo cannot create a queue nobody publishes to.
 An action travels as an *envelope*, a JSON object (DESIGN.md §3)::
 
     {"action_type": str, "payload": object, "action_id": uuid, "correlation_id": uuid | null,
-     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional)}
+     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional), "api_major": int (optional)}
 
 An ask carries a ``deadline``: past it, a service refuses the action (``deadline_exceeded``)
 instead of applying it, and records the refusal, so an asker that gave up can retry safely.
@@ -156,6 +156,7 @@ class Action:
     sender: str = ""
     sent_at: str = field(default_factory=_now)
     deadline: str | None = None  # past it the action must not be applied; only asks carry one
+    api_major: int | None = None  # the API major a request is meant for (nautilus_core.versions); None: 1
 
     def to_dict(self):
         envelope = {
@@ -168,6 +169,8 @@ class Action:
         }
         if self.deadline is not None:  # optional: peers that do not know it never see it
             envelope["deadline"] = self.deadline
+        if self.api_major not in (None, 1):  # major 1 is the format of before versions
+            envelope["api_major"] = self.api_major
         return envelope
 
     def expired(self):
@@ -193,6 +196,10 @@ class Action:
             )
         if raw.get("deadline") is not None and parse_time(raw["deadline"]) is None:
             raise MalformedAction("the envelope's deadline must be an ISO-8601 time", raw, layer="envelope")
+        major = raw.get("api_major")
+        if major is not None and (isinstance(major, bool) or not isinstance(major, int) or not 1 <= major <= 999):
+            raise MalformedAction("the envelope's api_major must be a whole number from 1 to 999", raw,
+                                  layer="envelope")
         return cls(
             action_type=type_,
             payload=payload,
@@ -201,6 +208,7 @@ class Action:
             sender=raw.get("sender") or "",
             sent_at=raw.get("sent_at") or _now(),
             deadline=raw.get("deadline"),
+            api_major=major,
         )
 
     def outcome(self, status, payload, sender):

@@ -42,6 +42,7 @@ from kombu import Consumer, Exchange, Producer, Queue, binding
 from kombu.exceptions import OperationalError
 
 from .actions import Action, deadline_in, seconds_left
+from .versions import routing_key
 
 __all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker",
            "connect", "service_queue", "dead_letter_queue", "declare", "direct_queue", "envelope_of_task_message",
@@ -247,7 +248,7 @@ class Bus:
             args=[action.to_dict()],
             task_id=action.action_id,
             exchange=self.exchange,
-            routing_key=action.action_type,
+            routing_key=routing_key(action.action_type, action.api_major),  # a major ≥ 2 has keys of its own
             producer=producer,
             ignore_result=True,
             # what worker logs show of the call; also spares Celery a saferepr of every payload
@@ -342,13 +343,14 @@ class Bus:
 
     # -- asking ----------------------------------------------------------------------
 
-    def ask(self, action_type, payload=None, *, timeout, action_id=None):
+    def ask(self, action_type, payload=None, *, timeout, action_id=None, major=None):
         """Publish an action that must be applied within ``timeout`` seconds and wait for its outcome.
 
         Returns the reply Action. Raises NoHandler when no service handles the type, AskTimeout
         when no answer came by the deadline (plus ``grace``): the action is then not applied.
+        ``major``: the API major whose replicas must answer (``nautilus_core.versions``; default 1).
         """
-        future, action = self._send_ask(action_type, payload, timeout, action_id)
+        future, action = self._send_ask(action_type, payload, timeout, action_id, major)
         try:
             return future.result(timeout + self.grace)
         except FutureTimeout:
@@ -356,9 +358,9 @@ class Bus:
         finally:
             self._replies.forget(action.correlation_id)
 
-    async def ask_async(self, action_type, payload=None, *, timeout, action_id=None):
+    async def ask_async(self, action_type, payload=None, *, timeout, action_id=None, major=None):
         """``ask`` for an asyncio caller; many asks can wait at once."""
-        future, action = self._send_ask(action_type, payload, timeout, action_id)
+        future, action = self._send_ask(action_type, payload, timeout, action_id, major)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout + self.grace)
         except asyncio.TimeoutError:
@@ -366,7 +368,7 @@ class Bus:
         finally:
             self._replies.forget(action.correlation_id)
 
-    def _send_ask(self, action_type, payload, timeout=None, action_id=None):
+    def _send_ask(self, action_type, payload, timeout=None, action_id=None, major=None):
         """Publish an ask (with a deadline ``timeout`` seconds away, if given); return ``(future, action)``.
 
         ``action_id`` (default: a new one) names the action: an ask sent again under the same id is
@@ -377,6 +379,8 @@ class Bus:
                               deadline_in(timeout) if timeout is not None else None)
         if action_id is not None:
             action = dataclasses.replace(action, action_id=action_id)
+        if major not in (None, 1):
+            action = dataclasses.replace(action, api_major=major)
         future = replies.expect(action.correlation_id)
         future.connections = replies.connections  # its answer may be lost if this changes before it arrives
         try:
@@ -384,7 +388,7 @@ class Bus:
                 self._send_on(replies.producer, action, reply_to=replies.queue.name)
             else:
                 with self.app.producer_or_acquire() as producer:
-                    self._check_route(producer.channel, action.action_type)
+                    self._check_route(producer.channel, routing_key(action.action_type, action.api_major))
                     self._send(action, producer, reply_to=replies.queue.name, declare=[self.exchange])
         except BaseException:
             replies.forget(action.correlation_id)
