@@ -19,7 +19,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.contrib.auth.hashers import make_password
 
-from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, SUCCESS, MalformedAction, crud_action, name_of
+from nautilus_core.actions import ANNOUNCE, QUERY, ROLL_CALL, SUCCESS, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import PAGING_ARGUMENTS
 from nautilus_core.graphql import execute_query_async
@@ -31,7 +31,8 @@ from . import authorization
 from .auth import (AuthError, Throttle, criteria_of, forget_user, issue_tokens, read_session, refresh_claims,
                    revoke_session, rotate_tokens)
 from .execution import QueryContext, page
-from .registry import registry, validate_summary
+from . import versions
+from .registry import registry
 from .schema import build_schema
 from .views import graphql
 from .index import index
@@ -118,29 +119,21 @@ class APIGateway(Service):
 
     @on_action(ANNOUNCE, record=False)
     def record_announcement(self, action):
-        """Keep a service's summary, unless the cloud's schema could not be built with it."""
-        summary = action.payload
-        validate_summary(summary)
-        known = registry.snapshot()
-        if "fields" in summary and summary.get("version") != (known.service(summary["name"]) or {}).get("version"):
-            snapshot = known.with_summary(summary)  # a heartbeat (same version) needs no new schema
-            try:
-                build_schema(snapshot, self)
-            except Exception as exc:  # graphene's own reasons: a clashing type name, a bad argument…
-                raise MalformedAction(f"announcement refused: the schema cannot be built with it: {exc}",
-                                      action.to_dict()) from None
-        registry.record(summary)
+        """Keep a service's summary, unless the cloud's schema could not be built with it, or it breaks the
+        schema served for its major (``gateway/versions.py``)."""
+        versions.admit(self, action)
 
-    def current_schema(self):
-        """The schema of the cloud as announced (rebuilt when a summary changes)."""
-        snapshot = registry.snapshot()
+    def current_schema(self, major=None):
+        """The schema of the cloud as announced (rebuilt when a summary changes), at ``/v<major>`` if given."""
+        snapshot = registry.snapshot(major)
         return snapshot, _schema(snapshot, self)
 
     # -- executing queries -----------------------------------------------------------
 
-    async def execute(self, query, variables=None, operation_name=None, user=None, request=None, obey_auth=True):
-        """Run a GraphQL request against the cloud; returns graphql-core's ExecutionResult."""
-        snapshot = registry.fresh() or await sync_to_async(registry.snapshot)()
+    async def execute(self, query, variables=None, operation_name=None, user=None, request=None, obey_auth=True,
+                      major=None):
+        """Run a GraphQL request against the cloud (``major``: at ``/v<major>``); graphql-core's ExecutionResult."""
+        snapshot = registry.fresh(major) or await sync_to_async(registry.snapshot)(major)
         context = QueryContext(self, snapshot, user=user, request=request, obey_auth=obey_auth)
         return await execute_query_async(_schema(snapshot, self), query, variables, operation_name, context)
 
@@ -307,16 +300,21 @@ def _create_credential(user_id, password):
 
 
 _schemas = {}
+#: schemas kept: one per path served (``/graphql``, ``/v1/graphql``…), and the ones they replace
+SCHEMAS_KEPT = 8
 
 
 def _schema(snapshot, gateway):
-    """The schema for a snapshot, built once per distinct set of summaries."""
-    schema = _schemas.get(snapshot.key)
+    """The schema for a snapshot, built once per distinct set of summaries (the newest few are kept)."""
+    schema = _schemas.pop(snapshot.key, None)
     if schema is None:
-        _schemas.clear()  # only the newest cloud is asked for
-        schema = _schemas[snapshot.key] = build_schema(snapshot, gateway)
+        schema = build_schema(snapshot, gateway)
+        while len(_schemas) >= SCHEMAS_KEPT:
+            _schemas.pop(next(iter(_schemas)))  # the least recently used
+    _schemas[snapshot.key] = schema
     return schema
 
 
 APIGateway.route("/graphql")(graphql)
+APIGateway.route("/v<int:major>/graphql")(graphql)  # one major of the API (gateway/versions.py)
 APIGateway.route("/")(index)  # the cloud's services, with links (gateway/index.py)
