@@ -2,7 +2,8 @@
 
 The gateway's worker records each announcement in the database; every gateway process
 (HTTP or worker) reads the registry from there, at most once per ``REGISTRY_REFRESH``
-seconds, so a re-announced service shows up in the schema without a restart.
+seconds, so a re-announced service shows up in the schema without a restart. It keeps one summary
+per service and API major; which one each path serves is ``gateway/versions.py``.
 
 A service that announces a ``heartbeat`` (seconds between its announcements) and then
 misses ``NAUTILUS["HEARTBEATS_MISSED"]`` of them is *unavailable*: its fields answer
