@@ -23,6 +23,7 @@ from nautilus_core.testing import dead_letters, manage
 from nautilus_core.versions import check_service, parse_api_version, routing_key
 
 from .conftest import graphql
+from .test_heartbeat import wait
 
 S10, S11, S12, S20 = (f"tests.versioned.settings_{v}" for v in ("1_0", "1_1", "1_2", "2_0"))
 GATEWAY = "tests.versioned.settings_gateway"
@@ -206,16 +207,6 @@ def test_schema_check_against_a_file_lists_the_changes_and_fails_on_a_breaking_o
 
 
 # -- a rolling deploy on RabbitMQ and PostgreSQL ----------------------------------------------
-
-
-def wait(predicate, timeout=30, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout}s")
 
 
 def ok(url, query, variables=None):
