@@ -4,10 +4,11 @@ Every service announces a summary of itself (``init.service.pending``); the gate
 that the cloud's schema can be built with (``gateway.registry``) and asks every service to announce
 itself when it starts (the roll call). The schema is rebuilt when a summary changes (``gateway.schema``).
 """
-from nautilus_core.actions import ANNOUNCE, ROLL_CALL, MalformedAction
+from nautilus_core.actions import ANNOUNCE, ROLL_CALL
 from nautilus_core.service import Service, on_action
 
-from .registry import registry, validate_summary
+from . import versions
+from .registry import registry
 from .schema import build_schema
 
 __all__ = ["Discovery", "cloud_schema"]
@@ -31,32 +32,27 @@ class Discovery:
 
     @on_action(ANNOUNCE, record=False)
     def record_announcement(self, action):
-        """Keep a service's summary, unless the cloud's schema could not be built with it."""
-        summary = action.payload
-        validate_summary(summary)
-        known = registry.snapshot()
-        if "fields" in summary and summary.get("version") != (known.service(summary["name"]) or {}).get("version"):
-            snapshot = known.with_summary(summary)  # a heartbeat (same version) needs no new schema
-            try:
-                build_schema(snapshot, self)
-            except Exception as exc:  # graphene's own reasons: a clashing type name, a bad argument…
-                raise MalformedAction(f"announcement refused: the schema cannot be built with it: {exc}",
-                                      action.to_dict()) from None
-        registry.record(summary)
+        """Keep a service's summary, unless the cloud's schema could not be built with it, or it breaks the
+        schema served for its major (``gateway/versions.py``)."""
+        versions.admit(self, action)
 
-    def current_schema(self):
-        """The schema of the cloud as announced (rebuilt when a summary changes)."""
-        snapshot = registry.snapshot()
+    def current_schema(self, major=None):
+        """The schema of the cloud as announced (rebuilt when a summary changes), at ``/v<major>`` if given."""
+        snapshot = registry.snapshot(major)
         return snapshot, cloud_schema(snapshot, self)
 
 
 _schemas = {}
+#: schemas kept: one per path served (``/graphql``, ``/v1/graphql``…), and the ones they replace
+SCHEMAS_KEPT = 8
 
 
 def cloud_schema(snapshot, gateway):
-    """The schema for a snapshot, built once per distinct set of summaries."""
-    schema = _schemas.get(snapshot.key)
+    """The schema for a snapshot, built once per distinct set of summaries (the newest few are kept)."""
+    schema = _schemas.pop(snapshot.key, None)
     if schema is None:
-        _schemas.clear()  # only the newest cloud is asked for
-        schema = _schemas[snapshot.key] = build_schema(snapshot, gateway)
+        schema = build_schema(snapshot, gateway)
+        while len(_schemas) >= SCHEMAS_KEPT:
+            _schemas.pop(next(iter(_schemas)))  # the least recently used
+    _schemas[snapshot.key] = schema
     return schema

@@ -21,6 +21,7 @@ from nautilus_core.bus import AskTimeout, NoHandler
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import argument_types
 from nautilus_core.types import json_value
+from nautilus_core.versions import major_of
 
 from .authorization import read_rule
 from .scope import join_request_scope
@@ -122,7 +123,8 @@ class QueryContext:
             raise GraphQLError(f"The request's time budget ({self.budget:g}s) ran out before the {service} service "
                                "was asked.", extensions={"code": "deadline_exceeded", "service": service})
         try:
-            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=left, action_id=action_id)
+            reply = await self.gateway.bus.ask_async(action_type, payload, timeout=left, action_id=action_id,
+                                                     major=major_of(self.snapshot.service(service)))
         except AskTimeout as exc:
             if exc.outcome_known or action_type.startswith("read."):  # past its deadline it will not be applied
                 raise GraphQLError(f"The {service} service did not answer within {self.budget:g}s.",

@@ -2,7 +2,8 @@
 
 The gateway's worker records each announcement in the database; every gateway process
 (HTTP or worker) reads the registry from there, at most once per ``REGISTRY_REFRESH``
-seconds, so a re-announced service shows up in the schema without a restart.
+seconds, so a re-announced service shows up in the schema without a restart. It keeps one summary
+per service and API major; which one each path serves is ``gateway/versions.py``.
 
 A service that announces a ``heartbeat`` (seconds between its announcements) and then
 misses ``NAUTILUS["HEARTBEATS_MISSED"]`` of them is *unavailable*: its fields answer
@@ -21,6 +22,7 @@ from django.utils import timezone
 from nautilus_core.actions import MalformedAction
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.types import SCALARS
+from nautilus_core.versions import summary_problem
 
 __all__ = ["Registry", "Snapshot", "validate_summary", "registry"]
 
@@ -95,6 +97,9 @@ def validate_summary(summary):
                                   or not 0 < heartbeat < 86400):
         fail(f"the heartbeat must be a number of seconds between 0 and a day, not {heartbeat!r}")
     connection = summary.get("connection")
+    problem = summary_problem(summary)  # api_version, deprecation reasons (nautilus_core.versions)
+    if problem:
+        fail(problem)
     if connection is not None and not all(
             isinstance(connection.get(end), dict) and isinstance(connection[end].get("service"), str)
             for end in ("from", "to")):
@@ -105,49 +110,59 @@ class Registry:
     def __init__(self, refresh=1.0):
         self.refresh = refresh
         self._lock = threading.Lock()
-        self._snapshot, self._read_at = None, 0.0
+        self._catalog, self._read_at = None, 0.0
 
     def record(self, summary):
-        """Keep the newest summary of a service; a service without fields (a gateway) is not a model."""
+        """Keep the newest summary of a service's major; a service without fields (a gateway) is not a model."""
         from .models import ServiceSummary
+        from .versions import registry_key
 
         validate_summary(summary)
         if "fields" not in summary:
             return
         ServiceSummary.objects.update_or_create(
-            name=summary["name"], defaults={"summary": summary, "version": summary.get("version", "")})
+            name=registry_key(summary), defaults={"summary": summary, "version": summary.get("version", "")})
+        self.invalidate()
+
+    def touch(self, summary):
+        """A replica of an older minor announced itself: its major is alive, its summary is not kept."""
+        from .models import ServiceSummary
+        from .versions import registry_key
+
+        ServiceSummary.objects.filter(name=registry_key(summary)).update(announced_at=timezone.now())
         self.invalidate()
 
     def invalidate(self):
         with self._lock:
             self._read_at = 0.0
 
-    def fresh(self):
+    def fresh(self, major=None):
         """The snapshot if it is recent enough to use without a database read, else None."""
-        snapshot = self._snapshot
-        if snapshot is not None and time.monotonic() - self._read_at <= self.refresh:
-            return snapshot
+        catalog = self._catalog
+        if catalog is not None and time.monotonic() - self._read_at <= self.refresh:
+            return catalog.view(major)
         return None
 
-    def snapshot(self):
-        """The registry as of at most ``refresh`` seconds ago (a database read when older)."""
+    def snapshot(self, major=None):
+        """The registry as of at most ``refresh`` seconds ago (a database read when older), as ``/graphql``
+        serves it, or ``/v<major>/graphql`` (``gateway.versions``: VersionNotServed when nobody serves it)."""
+        return self.catalog().view(major)
+
+    def catalog(self):
+        """Every summary by service and major (``gateway.versions.Catalog``), at most ``refresh`` seconds old."""
         with self._lock:
-            if self._snapshot is None or time.monotonic() - self._read_at > self.refresh:
-                self._snapshot, self._read_at = self._read(), time.monotonic()
-            return self._snapshot
+            if self._catalog is None or time.monotonic() - self._read_at > self.refresh:
+                self._catalog, self._read_at = self._read(), time.monotonic()
+            return self._catalog
 
     @staticmethod
     def _read():
         from .models import ServiceSummary
+        from .versions import Catalog
 
-        models, connections, seen = {}, {}, {}
+        # silent for too long: departed, gone from the schema until it announces itself again
         departed = timezone.now() - timedelta(seconds=nautilus_settings.DEPARTED_AFTER)
-        for row in ServiceSummary.objects.all():
-            if row.summary.get("heartbeat") and row.announced_at < departed:
-                continue  # silent for too long: gone from the schema until it announces itself again
-            (connections if row.summary.get("connection") else models)[row.name] = row.summary
-            seen[row.name] = row.announced_at
-        return Snapshot(models=models, connections=connections, seen=seen)
+        return Catalog.from_rows(ServiceSummary.objects.all(), departed)
 
 
 registry = Registry()

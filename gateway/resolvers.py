@@ -28,9 +28,10 @@ class Resolvers:
 
     # -- executing queries -----------------------------------------------------------
 
-    async def execute(self, query, variables=None, operation_name=None, user=None, request=None, obey_auth=True):
-        """Run a GraphQL request against the cloud; returns graphql-core's ExecutionResult."""
-        snapshot = registry.fresh() or await sync_to_async(registry.snapshot)()
+    async def execute(self, query, variables=None, operation_name=None, user=None, request=None, obey_auth=True,
+                      major=None):
+        """Run a GraphQL request against the cloud (``major``: at ``/v<major>``); graphql-core's ExecutionResult."""
+        snapshot = registry.fresh(major) or await sync_to_async(registry.snapshot)(major)
         context = QueryContext(self, snapshot, user=user, request=request, obey_auth=obey_auth)
         return await execute_query_async(cloud_schema(snapshot, self), query, variables, operation_name, context)
 

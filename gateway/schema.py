@@ -77,7 +77,8 @@ def _scalar_field(item, **kwargs):
     """A summary's field (or output): non-null when the service says every row has a value."""
     type_ = wire_scalar(item["type"])
     return graphene.Field(graphene.NonNull(type_) if item.get("required") else type_,
-                          description=item.get("description") or f"The {item['name']}.", **kwargs)
+                          description=item.get("description") or f"The {item['name']}.",
+                          deprecation_reason=item.get("deprecation_reason"), **kwargs)
 
 
 def build_schema(snapshot, gateway):
@@ -172,7 +173,8 @@ def _mutation_field(mutation, types, hidden_inputs=()):
     name = f"{mutation['name'][:1].upper()}{mutation['name'][1:]}Payload"
     payload_type = object_type(name, f"What {mutation['name']} returns.", outputs)
     arguments = {i["name"]: graphene.Argument(wire_scalar(i["type"]), required=bool(i.get("required")),
-                                              description=i.get("description") or f"The {i['name']}.")
+                                              description=i.get("description") or f"The {i['name']}.",
+                                              deprecation_reason=i.get("deprecation_reason"))
                  for i in mutation.get("inputs", []) if i["name"] not in hidden_inputs}  # the gateway sets those
 
     async def resolve(root, info, **args):

@@ -82,4 +82,5 @@ class APIGateway(Discovery, Resolvers, Accounts, Service):
 
 
 APIGateway.route("/graphql")(graphql)
+APIGateway.route("/v<int:major>/graphql")(graphql)  # one major of the API (gateway/versions.py)
 APIGateway.route("/")(index)  # the cloud's services, with links (gateway/index.py)

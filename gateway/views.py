@@ -7,6 +7,7 @@ disconnects cancels its request's asks (``scope``).
 import asyncio
 
 from asgiref.sync import sync_to_async
+from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from graphene_django_graphiql_static.views import GraphiQLOfflineView
 from graphql import GraphQLError
@@ -15,6 +16,7 @@ from nautilus_core import http
 from nautilus_core.service import get_service
 
 from .scope import request_scope
+from .versions import VersionNotServed
 
 __all__ = ["graphql"]
 
@@ -22,15 +24,23 @@ __all__ = ["graphql"]
 THREADED_ROWS = 200
 
 
-def _graphiql(request):
-    _, schema = get_service().current_schema()
+def _graphiql(request, major=None):
+    _, schema = get_service().current_schema(major)
     return GraphiQLOfflineView.as_view(schema=schema, graphiql=True)(request)
 
 
 @csrf_exempt
-async def graphql(request):
+async def graphql(request, major=None):
+    """``/graphql``, or ``/v<major>/graphql``: one major of the API (``gateway/versions.py``)."""
+    try:
+        return await _graphql(request, major)
+    except VersionNotServed as exc:  # that major's replicas are gone (410) or never were (404)
+        return JsonResponse({"data": None, "errors": [exc.error()]}, status=exc.status)
+
+
+async def _graphql(request, major):
     if http.wants_graphiql(request):  # the page only; its queries come back as POSTs
-        return await sync_to_async(_graphiql)(request)
+        return await sync_to_async(_graphiql)(request, major)
     try:
         graphql_request = http.read_request(request)
     except http.BadRequest as exc:
@@ -42,7 +52,7 @@ async def graphql(request):
         return http.render(request, {"data": None, "errors": [exc.formatted]})
     with request_scope() as scope:
         result = await gateway.execute(graphql_request.query, graphql_request.variables,
-                                       graphql_request.operation_name, user=user, request=request)
+                                       graphql_request.operation_name, user=user, request=request, major=major)
     if scope.rows > THREADED_ROWS:
         return await asyncio.to_thread(http.respond, request, result)
     return http.respond(request, result)

@@ -8,7 +8,7 @@ spelling types as strings, so a typo cannot create a queue nobody publishes to.
 An action travels as an *envelope*, a JSON object (DESIGN.md §3)::
 
     {"action_type": str, "payload": object, "action_id": uuid, "correlation_id": uuid | null,
-     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional),
+     "sender": str, "sent_at": ISO-8601, "deadline": ISO-8601 (optional), "api_major": int (optional),
      "traceparent": W3C traceparent (optional), "caused_by": action id (optional)}
 
 An ask carries a ``deadline``: past it, a service refuses the action (``deadline_exceeded``)
@@ -164,6 +164,7 @@ class Action:
     deadline: str | None = None  # past it the action must not be applied; only asks carry one
     traceparent: str | None = field(default_factory=trace_context.new_traceparent)  # W3C trace context
     caused_by: str | None = field(default_factory=trace_context.caused_by)  # the action whose handling sent it
+    api_major: int | None = None  # the API major a request is meant for (nautilus_core.versions); None: 1
 
     def to_dict(self):
         envelope = {
@@ -180,6 +181,8 @@ class Action:
             envelope["traceparent"] = self.traceparent
         if self.caused_by is not None:
             envelope["caused_by"] = self.caused_by
+        if self.api_major not in (None, 1):  # major 1 is the format of before versions
+            envelope["api_major"] = self.api_major
         return envelope
 
     def expired(self):
@@ -205,6 +208,10 @@ class Action:
             )
         if raw.get("deadline") is not None and parse_time(raw["deadline"]) is None:
             raise MalformedAction("the envelope's deadline must be an ISO-8601 time", raw, layer="envelope")
+        major = raw.get("api_major")
+        if major is not None and (isinstance(major, bool) or not isinstance(major, int) or not 1 <= major <= 999):
+            raise MalformedAction("the envelope's api_major must be a whole number from 1 to 999", raw,
+                                  layer="envelope")
         return cls(
             action_type=type_,
             payload=payload,
@@ -216,6 +223,7 @@ class Action:
             # trace context is never a reason to refuse: an invalid value is dropped (a new trace then)
             traceparent=trace_context.read_traceparent(raw.get("traceparent")),
             caused_by=trace_context.read_caused_by(raw.get("caused_by")),
+            api_major=major,
         )
 
     def outcome(self, status, payload, sender):

@@ -44,6 +44,7 @@ from kombu.exceptions import OperationalError
 from . import observe, otel
 from .actions import Action, deadline_in, seconds_left
 from .exceptions import AskTimeout, NoHandler
+from .versions import routing_key
 
 __all__ = ["TASK_NAME", "QUEUE_TYPES", "Bus", "AskTimeout", "NoHandler", "BrokerUnreachable", "reach_broker",
            "connect", "service_queue", "dead_letter_queue", "declare", "direct_queue", "envelope_of_task_message",
@@ -223,7 +224,7 @@ class Bus:
             args=[action.to_dict()],
             task_id=action.action_id,
             exchange=self.exchange,
-            routing_key=action.action_type,
+            routing_key=routing_key(action.action_type, action.api_major),  # a major ≥ 2 has keys of its own
             producer=producer,
             ignore_result=True,
             # what worker logs show of the call; also spares Celery a saferepr of every payload
@@ -320,14 +321,15 @@ class Bus:
     # -- asking ----------------------------------------------------------------------
 
     @observe.timed_ask
-    def ask(self, action_type, payload=None, *, timeout, action_id=None):
+    def ask(self, action_type, payload=None, *, timeout, action_id=None, major=None):
         """Publish an action that must be applied within ``timeout`` seconds and wait for its outcome.
 
         Returns the reply Action. Raises NoHandler when no service handles the type, AskTimeout
         when no answer came by the deadline (plus ``grace``): the action is then not applied.
+        ``major``: the API major whose replicas must answer (``nautilus_core.versions``; default 1).
         """
         with otel.span(f"{action_type} ask", otel.CLIENT):
-            return self._wait(*self._send_ask(action_type, payload, timeout, action_id), timeout)
+            return self._wait(*self._send_ask(action_type, payload, timeout, action_id, major), timeout)
 
     def _wait(self, future, action, timeout):
         try:
@@ -338,10 +340,10 @@ class Bus:
             self._replies.forget(action.correlation_id)
 
     @observe.timed_ask
-    async def ask_async(self, action_type, payload=None, *, timeout, action_id=None):
+    async def ask_async(self, action_type, payload=None, *, timeout, action_id=None, major=None):
         """``ask`` for an asyncio caller; many asks can wait at once."""
         with otel.span(f"{action_type} ask", otel.CLIENT):
-            return await self._wait_async(*self._send_ask(action_type, payload, timeout, action_id), timeout)
+            return await self._wait_async(*self._send_ask(action_type, payload, timeout, action_id, major), timeout)
 
     async def _wait_async(self, future, action, timeout):
         try:
@@ -351,7 +353,7 @@ class Bus:
         finally:
             self._replies.forget(action.correlation_id)
 
-    def _send_ask(self, action_type, payload, timeout=None, action_id=None):
+    def _send_ask(self, action_type, payload, timeout=None, action_id=None, major=None):
         """Publish an ask (with a deadline ``timeout`` seconds away, if given); return ``(future, action)``.
 
         ``action_id`` (default: a new one) names the action: an ask sent again under the same id is
@@ -362,6 +364,8 @@ class Bus:
                               deadline_in(timeout) if timeout is not None else None)
         if action_id is not None:
             action = dataclasses.replace(action, action_id=action_id)
+        if major not in (None, 1):
+            action = dataclasses.replace(action, api_major=major)
         future = replies.expect(action.correlation_id)
         future.connections = replies.connections  # its answer may be lost if this changes before it arrives
         try:
@@ -369,7 +373,7 @@ class Bus:
                 self._send_on(replies.producer, action, reply_to=replies.queue.name)
             else:
                 with self.app.producer_or_acquire() as producer:
-                    self._check_route(producer.channel, action.action_type)
+                    self._check_route(producer.channel, routing_key(action.action_type, action.api_major))
                     self._send(action, producer, reply_to=replies.queue.name, declare=[self.exchange])
         except BaseException:
             replies.forget(action.correlation_id)

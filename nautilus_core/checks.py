@@ -38,3 +38,16 @@ def check_queues(app_configs=None, **kwargs):
             id="nautilus.E004",
         )]
     return []
+
+
+@checks.register("nautilus")
+def check_versions(app_configs=None, **kwargs):
+    """The service's ``api_version`` and ``deprecations`` (``nautilus_core.versions``)."""
+    from .service import get_service
+    from .versions import check_service
+
+    try:
+        service = get_service()
+    except Exception:  # noqa: BLE001  (check_service above reports why it cannot be loaded)
+        return []
+    return check_service(service)

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 from django.core import signing
 from kombu import compression
 
-from . import tracing
+from . import tracing, versions
 from .actions import ERROR, PENDING, Action, MalformedAction, error_payload, status_of, with_status
 
 __all__ = ["LAYERS", "TASK_NAME", "MAX_DEPTH", "RETRY_BACKOFF_MAX", "admit", "read_action", "refuse", "give_up",
@@ -88,6 +88,8 @@ def read_action(raw, service):
     if handler is None:
         raise MalformedAction(f"service {service.name!r} does not handle {action.action_type}", raw,
                               layer="envelope")
+    # never one meant for another major of the service
+    versions.check_major(action, service.api_major() if hasattr(service, "api_major") else 1, service.name)
     return action, handler
 
 

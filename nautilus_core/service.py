@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 from django.db import DataError, IntegrityError, transaction
 
-from . import intake, observe, otel, tracing
+from . import intake, observe, otel, tracing, versions
 from .actions import ANNOUNCE, PENDING, ROLL_CALL, SUCCESS, ERROR, TRACE, Action, MalformedAction, status_of
 from .conf import nautilus_settings
 from .exceptions import ActionError, ActionFailed, ServiceMisconfigured
@@ -77,6 +77,10 @@ class Service:
     schema = None
     action_handler = None
     config = None
+    #: ``"MAJOR.MINOR"``: minors stay compatible; a new major runs beside the old (``nautilus_core.versions``)
+    api_version = versions.DEFAULT_API_VERSION
+    #: ``{"field": "reason"}``: fields announced as deprecated (``@deprecated`` at the gateway)
+    deprecations = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -145,7 +149,8 @@ class Service:
 
     def summarize(self, **extra):
         """The summary announced to the cloud (DESIGN.md §3)."""
-        summary = {"name": self.name, **extra}
+        summary = versions.mark_deprecations({"name": self.name, "api_version": self.api_version, **extra},
+                                             self.deprecations)
         summary["version"] = hashlib.sha1(json.dumps(summary, sort_keys=True).encode()).hexdigest()[:12]
         # issue 7: where its HTTP API answers, for the gateway's index (not part of the version)
         if nautilus_settings.PUBLIC_URL:
@@ -170,9 +175,15 @@ class Service:
 
         # an action_handler for every action (the original's) binds every routing key
         keys = ["#"] if getattr(self.handlers, "fallback", None) else self.handlers
-        return service_queue(self.name, keys, nautilus_settings.EXCHANGE,
+        major = self.api_major()  # a major of its own: a queue of its own, its requests' keys versioned
+        return service_queue(versions.queue_name(self.name, major), [versions.routing_key(k, major) for k in keys],
+                             nautilus_settings.EXCHANGE,
                              queue_type=nautilus_settings.QUEUE_TYPE, delivery_limit=nautilus_settings.DELIVERY_LIMIT,
                              dead_letter_queue=nautilus_settings.DEAD_LETTER_QUEUE)
+
+    def api_major(self):
+        """The major of ``api_version`` (ValueError when it is not "MAJOR.MINOR")."""
+        return versions.parse_api_version(self.api_version)[0]
 
     def announce(self):
         """Tell the cloud this service exists, and what it offers."""
