@@ -118,6 +118,12 @@ def redis_transport_options(environ=os.environ):
         # default, whatever the timeout), so a short timeout is honoured within a second or so.
         "unacked_restore_interval": min(10.0, max(1.0, visibility_timeout / 4)),
         "unacked_restore_throttle": 1,
+        # kombu's lock on restoring lives 300 s: a worker killed holding it stopped every restore for
+        # that long. Restoring twice at once is harmless (each message is moved in a transaction).
+        "unacked_mutex_expire": min(10.0, visibility_timeout),
+        # one list per queue (no priorities: nautilus sends none), so a worker takes with BLMOVE
+        # (nautilus_core.redis_transport)
+        "priority_steps": [0],
         "global_keyprefix": environ.get("NAUTILUS_REDIS_KEY_PREFIX", ""),
     }
 

@@ -6,6 +6,7 @@
 - On Redis (``nautilus_core.redis_transport``): a message put back after its consumer died
   goes to its own queue only, and a reply to an asker that is gone expires.
 """
+import os
 import subprocess
 import sys
 import time
@@ -111,6 +112,63 @@ def test_redis_puts_an_unacknowledged_message_back_on_its_own_queue_only(broker_
         for queue in (mine, other):
             queue(sweeper.default_channel).delete()
     dead.release()
+
+
+@pytest.mark.brokers("redis")
+def test_redis_takes_with_blmove_and_leaves_nothing_in_the_taking_list(broker_url):
+    """Messages consumed with acks pass through the consumer's taking list and leave it empty."""
+    import redis
+
+    queue = Queue(f"test.taking.{uuid.uuid4().hex}", durable=True)
+    with broker_connection(broker_url) as connection:
+        channel = connection.default_channel
+        queue(channel).declare()
+        for n in range(20):
+            Producer(channel).publish({"n": n}, routing_key=queue.name, serializer="json")
+        received = []
+        consumer = connection.Consumer([queue], callbacks=[lambda body, message: (received.append(body["n"]),
+                                                                                   message.ack())])
+        with consumer:
+            while len(received) < 20:
+                connection.drain_events(timeout=5)
+        taking_list = channel._taking_list(queue.name)
+        client = redis.Redis.from_url(broker_url)
+        assert sorted(received) == list(range(20))
+        assert client.llen(taking_list) == 0 and client.exists(taking_list) == 0
+        queue(channel).delete()
+        client.close()
+
+
+@pytest.mark.brokers("redis")
+def test_redis_restores_what_a_consumer_took_before_it_could_record_it(broker_url):
+    """kombu's BRPOP loses a message whose consumer dies after the pop and before it is recorded as
+    unacknowledged (celery/celery#4354); here it was moved to the consumer's taking list, and is put
+    back, marked redelivered, once that consumer has been silent for a visibility timeout."""
+    import json
+
+    import redis
+
+    prefix = os.environ.get("NAUTILUS_REDIS_KEY_PREFIX", "")
+    queue = Queue(f"test.taking.{uuid.uuid4().hex}", durable=True)
+    client = redis.Redis.from_url(broker_url)
+    with broker_connection(broker_url) as dead:
+        channel = dead.default_channel
+        queue(channel).declare()
+        Producer(channel).publish({"n": 1}, routing_key=queue.name, serializer="json")
+        # the dead consumer's last steps: it said it was alive long ago, then took the message
+        taking_list = channel._taking_list(queue.name)
+        client.zadd(prefix + "_nautilus.takers", {json.dumps([queue.name, taking_list]): time.time() - 60})
+        assert client.lmove(prefix + queue.name, taking_list, "RIGHT", "LEFT") is not None
+        assert queue(channel).get() is None  # gone from the queue: BRPOP would have lost it here
+    with broker_connection(broker_url, visibility_timeout=1) as sweeper:
+        sweeper.default_channel.qos.restore_visible(num=100, interval=1)
+        again = queue(sweeper.default_channel).get(no_ack=True)
+        assert again is not None and again.payload == {"n": 1}
+        assert again.delivery_info["redelivered"] is True
+        assert client.llen(taking_list) == 0
+        assert queue(sweeper.default_channel).get() is None  # put back once
+        queue(sweeper.default_channel).delete()
+    client.close()
 
 
 @pytest.mark.brokers("redis")

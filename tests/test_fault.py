@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
+from concurrent.futures import wait
 
 import psycopg
 import pytest
@@ -70,10 +71,9 @@ def stream_asks(bus, payloads, *, window=500):
 
 
 @pytest.mark.slow
-# RabbitMQ only for now: on Redis, since #12's worker intake and #21's transport were merged, the worker
-# started after the last kill receives none of the actions its killed predecessors left unacknowledged
-# (found at integration, cause not yet known; tracked in the closing note of that session)
-@pytest.mark.brokers("rabbitmq")
+# On Redis this found kombu's window between BRPOP and the unacknowledged record: a kill there lost the
+# action (nautilus_core/redis_transport.py takes with BLMOVE instead)
+@pytest.mark.brokers("rabbitmq", "redis")
 def test_kill_9_during_a_stream_of_10000_asks(cloud, broker_url):
     """A worker is killed with SIGKILL again and again while 10,000 creates (2,500 on Redis) stream in,
     and restarted.
@@ -103,7 +103,7 @@ def test_kill_9_during_a_stream_of_10000_asks(cloud, broker_url):
     try:
         sender, futures = stream_asks(bus, [{"name": f"k-{n}"} for n in range(sent)])
         sender.join(240)
-        replies = [future.result(max(1, 240 - (time.monotonic() - started))) for future in futures]
+        answered, unanswered = wait(futures, timeout=max(1, 240 - (time.monotonic() - started)))
     finally:
         done.set()
         thread.join(60)
@@ -111,13 +111,15 @@ def test_kill_9_during_a_stream_of_10000_asks(cloud, broker_url):
     workers[-1].stop()  # the queue is shared by the module's tests
     rows, distinct = recipe_rows(env["DATABASE_URL"], "k-")
     figures = {
-        "actions sent": sent, "replies": len(replies), "rows": rows, "duplicate rows": rows - distinct,
+        "actions sent": sent, "replies": len(answered), "rows": rows, "duplicate rows": rows - distinct,
         "kills (kill -9)": kills, "redeliveries": logged(workers, r"redelivered action"),
         "answered again from the record": logged(workers, r"already handled"),
         "duplicate replies dropped by the asker": bus._replies.unexpected, "seconds": round(elapsed, 1),
     }
     bus.close()
     print("\nkill -9 during a stream:", json.dumps(figures))
+    assert not unanswered, {**figures, "unanswered": len(unanswered)}
+    replies = [future.result() for future in futures]
     assert kills >= 3, figures
     assert all(r.action_type == "create.recipe.success" for r in replies), figures
     assert sorted(r.payload["name"] for r in replies) == sorted(f"k-{n}" for n in range(sent))
