@@ -151,6 +151,11 @@ def test_several_http_and_worker_processes_add_up(cloud, tmp_path, bus):
             request = urllib.request.Request(f"{url}/health/live", method="HEAD")  # scrapes are GETs
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert response.status == 200
+        # an attempt is counted when its task returns, just after its reply: wait for the last ones
+        deadline = time.monotonic() + 10
+        while delta(before, scrape(url), "nautilus_actions_handled_total", service="recipe",
+                    action_type="create.recipe.pending", outcome="success") < N and time.monotonic() < deadline:
+            time.sleep(0.1)
         for _ in range(4):  # whichever HTTP process answers the scrape
             after = scrape(url)
             assert delta(before, after, "nautilus_actions_handled_total", service="recipe",
