@@ -16,7 +16,8 @@ class (``Ingredients``), when Django starts (``ConnectionServiceConfig.ready``),
 ``model = <a model with both columns>`` uses your own model instead.
 
 When ``delete.<side>.success`` is published, every row pointing at the deleted id is
-removed and ``delete.<connection>.success`` with ``{"id": row id}`` is published per row.
+removed and ``delete.<connection>.success`` is published per row, carrying the row as it was
+(``{"id", <from column>, <to column>}``), like every delete outcome.
 """
 import dataclasses
 
@@ -24,6 +25,7 @@ from django.apps import apps
 from django.db.models import Q
 from django.utils.module_loading import import_string
 
+from model_service.fields import deleted_record
 from model_service.service import ModelService
 from nautilus_core.actions import SUCCESS, MalformedAction, crud_action, name_of
 from nautilus_core.conf import nautilus_settings
@@ -100,11 +102,11 @@ class ConnectionService(ModelService):
             if side.service == service:
                 match |= Q(**{side.column: deleted})
         rows = self.model._default_manager
-        removed = list(rows.select_for_update().filter(match).order_by("pk").values_list("pk", flat=True))
-        rows.filter(pk__in=removed).delete()
+        removed = [deleted_record(row) for row in rows.select_for_update().filter(match).order_by("pk")]
+        rows.filter(pk__in=[record["id"] for record in removed]).delete()
         # through the outbox: committed with the delete, published after it, never lost in between
-        for pk in removed:
-            self.emit(crud_action("delete", self.name, SUCCESS), {"id": pk})
+        for record in removed:
+            self.emit(crud_action("delete", self.name, SUCCESS), record)
 
     def _ids_as_strings(self, action):
         """Accept ids as JSON integers too (as services reply them); the columns keep strings."""

@@ -7,12 +7,13 @@ reads the broker (kombu is synchronous) and hands each envelope to the event loo
 ``Hub`` gives it to every subscription of that change, in arrival order: one queue, so the
 events of a service arrive in the order that service published them (its commit order).
 
-The hub also remembers the last state of the rows it saw created or updated (at most
-``NAUTILUS_SUBSCRIPTION_ROWS_REMEMBERED``, the oldest forgotten first): a delete's outcome
-holds only the row's id, and a subscriber under a read rule is told of a delete only if the
-row, as it last was, was one it could read. Every second while there are subscriptions it
-looks at the registry, and tells the subscribers of a service that stopped announcing itself
-(``service_unavailable``), as queries are told.
+A delete's outcome carries the row as it was just before the delete, so a subscriber under a
+read rule is judged by that row. The hub keeps the rows of the last ``Hub.DELETES_KEPT``
+deletes: a connection's row deleted because a row at one of its ends was (a cascade, published
+after that row's delete) is judged by that end as it was, since it can no longer be read.
+Every second while there are subscriptions it looks at the registry, and tells the
+subscribers of a service that stopped announcing itself (``service_unavailable``), as queries
+are told.
 """
 import asyncio
 import logging
@@ -41,15 +42,12 @@ CHANGES = ("create", "update", "delete")
 
 @dataclass(frozen=True)
 class Event:
-    """A committed change: ``method`` (create, update, delete) of the row ``payload`` of ``service``.
-
-    ``last_known`` is the row as the hub last saw it (for a delete: as it was before).
-    """
+    """A committed change: ``method`` (create, update, delete) of the row ``payload`` of ``service``
+    (with ``pk``; for a delete, the row as it was just before)."""
 
     method: str
     service: str
     payload: dict
-    last_known: dict = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class Notice:
 
 
 class RowMemory:
-    """The last state of the rows seen in events, by ``(service, pk)``, at most ``size`` of them."""
+    """Rows by ``(service, pk)``, at most ``size`` of them (the oldest forgotten first)."""
 
     def __init__(self, size):
         self.size = size
@@ -86,10 +84,11 @@ class Hub:
     """Subscriptions by ``(method, service)``, in one event loop."""
 
     WATCH_EVERY = 1.0  # seconds between looks at which services went silent
+    DELETES_KEPT = 1000  # deleted rows kept, to judge the connection deletes they cascade to
 
     def __init__(self):
         self._subscribers = defaultdict(set)
-        self.memory = RowMemory(nautilus_settings.SUBSCRIPTION_ROWS_REMEMBERED)
+        self.deleted = RowMemory(self.DELETES_KEPT)
         self.snapshot = None  # the newest registry snapshot a subscription used (the services' pk names)
         self.feed = None
         self.loop = None
@@ -140,11 +139,9 @@ class Hub:
             pk = payload.get("id")
         if pk is None:
             return
-        last_known = self.memory.get(service, pk)
-        if method != "delete":
-            last_known = {**payload, "pk": str(pk)}
-            self.memory.remember(service, pk, last_known)
-        event = Event(method, service, {**payload, "pk": str(pk)}, last_known)
+        event = Event(method, service, {**payload, "pk": str(pk)})
+        if method == "delete":
+            self.deleted.remember(service, pk, event.payload)
         for subscriber in list(self._subscribers.get((method, service), ())):
             subscriber.offer(event)
 

@@ -6,9 +6,11 @@ row, taking the service's filters but paging), ``recipeDeleted`` (``{ id }``, ta
 pk with the subscription's filters and the caller's read rule (``gateway/authorization.py``),
 so a row the caller may not read, or that no longer matches, sends nothing; nested fields go
 through the request's batched loaders, a fresh set per event. A connection's row is sent only
-when the caller may read the rows at both its ends. A deleted row cannot be read: under a read
-rule its delete is sent when its last state seen by this gateway (``events.RowMemory``) was
-readable, and not at all when this gateway never saw it (fail closed).
+when the caller may read the rows at both its ends. A deleted row cannot be read: its delete
+outcome carries it as it was just before, and it is sent when the caller's read rule (and
+``@auth_criteria``) holds for that row; a connection's, when the rows at its ends are readable
+still, or were as they were deleted (a cascade: ``events.Hub.deleted``). A delete outcome
+without the whole row (a peer that sends only the id) is not sent under a rule (fail closed).
 """
 import time
 
@@ -108,7 +110,7 @@ async def _events(context, follower, method, service, filters):
                 continue
             try:
                 if method == "delete":
-                    if await _deleted_visible(context, service, event):
+                    if await _deleted_visible(context, service, event.payload):
                         yield {"id": pk}
                     continue
                 row = await _visible(context, service, pk, filters)
@@ -151,10 +153,13 @@ def _guarded(context, service):
     return context.obey_auth and (service in context.gateway.read_rules or has_criteria(context, service))
 
 
-async def _remembered_visible(context, service, row):
-    """Whether the caller could read ``row`` (a row's last known state) of ``service``."""
-    if row is None:
-        return False
+async def _was_visible(context, service, row):
+    """Whether the caller could read ``row`` of ``service`` as it was (a deleted row: as its outcome gave it)."""
+    if not _guarded(context, service):
+        return True
+    fields = {field["name"] for field in (context.snapshot.service(service) or {}).get("fields", ())}
+    if row is None or not fields <= set(row):
+        return False  # not the whole row: a rule cannot be judged by what is missing
     try:
         rule = read_rule(context, service)
     except GraphQLError:
@@ -164,23 +169,21 @@ async def _remembered_visible(context, service, row):
     return bool(await readable(context, service, [row]))
 
 
-async def _deleted_visible(context, service, event):
-    connection = context.snapshot.connections.get(service, {}).get("connection")
-    if connection is None:
-        return not _guarded(context, service) or await _remembered_visible(context, service, event.last_known)
-    guarded = [(column, end) for column, end in _ends(connection) if _guarded(context, end)]
-    if not guarded:
-        return True
-    if event.last_known is None:
+async def _deleted_visible(context, service, row):
+    """Whether the caller could read the deleted ``row``, and, for a connection, the rows at its ends."""
+    if not await _was_visible(context, service, row):
         return False
-    for column, end in guarded:
-        pk = event.last_known.get(column)
-        remembered = hub.memory.get(end, pk)
-        if remembered is not None:
-            if not await _remembered_visible(context, end, remembered):
+    connection = context.snapshot.connections.get(service, {}).get("connection")
+    for column, end in _ends(connection):
+        if not _guarded(context, end):
+            continue
+        pk = row.get(column)
+        deleted = hub.deleted.get(end, pk) if pk is not None else None
+        if deleted is not None:  # deleted just before (the cascade's cause): as it was
+            if not await _was_visible(context, end, deleted):
                 return False
             continue
-        try:  # not seen by this gateway: the row may still be there to read
+        try:  # still there: as it is
             await visible_row(context, end, pk)
         except NotFound:
             return False

@@ -19,7 +19,7 @@ from django.utils.text import capfirst
 from nautilus_core.types import json_value
 
 __all__ = ["graphql_type", "always_set", "field_description", "model_description", "model_fields", "field_lookup",
-           "field_value", "json_value", "record_of", "parse_input",
+           "field_value", "json_value", "record_of", "deleted_record", "parse_input",
            "UnsupportedField"]
 
 
@@ -130,6 +130,13 @@ def field_value(field, row):
 def record_of(row):
     """A row as the JSON object the bus carries: ``{field name: value}``, foreign keys as ids."""
     return {f.name: json_value(field_value(f, row)) for f in model_fields(type(row))}
+
+
+def deleted_record(row):
+    """What a delete outcome carries: the row as it was just before the delete (``record_of``), with ``id``
+    (its pk, whatever the pk's name), so that listeners can judge who could read it."""
+    record = record_of(row)
+    return {"id": record[type(row)._meta.pk.name], **record}
 
 
 def parse_input(model, payload, *, required):

@@ -15,7 +15,7 @@ from nautilus_core.graphql import execute_query
 from nautilus_core.service import ActionError, Service, ServiceMisconfigured, normalize_name, on_action
 
 from .fields import (UnsupportedField, always_set, field_description, field_lookup, graphql_type, model_description,
-                     model_fields, parse_input, record_of, required_fields)
+                     model_fields, parse_input, deleted_record, record_of, required_fields)
 from .schema import ReadContext, create_model_schema
 
 __all__ = ["ModelService", "field_summaries"]
@@ -140,9 +140,9 @@ class ModelService(Service):
         extra = set(payload) - {self.model._meta.pk.name}
         if extra:
             raise ActionError(f"A delete takes only the id; unexpected: {', '.join(sorted(extra))}.", "invalid")
-        pk = row.pk
+        record = deleted_record(row)  # the row as it was, for listeners to judge who could read it
         row.delete()
-        return {"id": pk}
+        return record
 
     def _row(self, payload, for_update=False):
         """Pop the row's id from the payload (``id``, ``pk`` or the pk's name) and load it."""

@@ -2,9 +2,9 @@
 
 A save or delete of the service's model through the ORM (the Django admin, ``manage.py
 shell``, a data migration) publishes ``create|update|delete.<service>.success`` with the
-same payload the CRUD handlers give, through the outbox (``Service.announce_change``), so
-cascades, the gateway and every other listener see it. Inside a handler nothing is added:
-the action's own outcome announces the change.
+same payload the CRUD handlers give (a delete: the row as it was, with its ``id``), through
+the outbox (``Service.announce_change``), so cascades, the gateway and every other listener
+see it. Inside a handler nothing is added: the action's own outcome announces the change.
 
 Django sends no signals for ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()``
 (nor for raw SQL): those writes are not announced (the README says so).
@@ -15,7 +15,7 @@ from django.db.models.signals import post_delete, post_save
 from nautilus_core.actions import SUCCESS, crud_action
 from nautilus_core.service import get_service
 
-from .fields import record_of
+from .fields import deleted_record, record_of
 
 __all__ = ["connect"]
 
@@ -41,7 +41,7 @@ def announce_save(sender, instance, created, raw=False, **kwargs):
 def announce_delete(sender, instance, **kwargs):
     service = _service_owning(sender)
     if service is not None:
-        service.announce_change(crud_action("delete", service.name, SUCCESS), {"id": instance.pk})
+        service.announce_change(crud_action("delete", service.name, SUCCESS), deleted_record(instance))
 
 
 def connect():

@@ -83,11 +83,10 @@ DEFAULTS = {
     "DOCUMENT_CACHE_SIZE": 16777216,
     # Gateway subscriptions (gateway/subscriptions.py): events waiting to be sent per WebSocket connection
     # before it is closed as too slow (4413), operations one connection may run at once, seconds a client
-    # has to send connection_init (4408), and rows remembered to filter deletes by read rules.
+    # has to send connection_init (4408).
     "SUBSCRIPTION_BUFFER": 100,
     "SUBSCRIPTIONS_PER_CONNECTION": 100,
     "CONNECTION_INIT_TIMEOUT": 3.0,
-    "SUBSCRIPTION_ROWS_REMEMBERED": 10000,
 }
 
 

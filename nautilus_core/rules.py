@@ -66,7 +66,7 @@ def validate_rule(rule, where="rule"):
 
 def holds(rule, row):
     """Whether a substituted rule holds for ``row`` (a dict of wire values, with ``pk``), as the service's
-    filter would say: for a row that is gone (a delete), from its last known state."""
+    filter would say: for a row that is gone, from the row its delete outcome carries."""
     for key, value in rule.items():
         if key == "_and" and not all(holds(item, row) for item in value):
             return False

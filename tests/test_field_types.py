@@ -83,7 +83,7 @@ def test_custom_primary_key_and_camel_case_field():
 
     updated = perform(service, "update", {"id": "veg", "displayName": "Veggie"})
     assert updated.payload == {"code": "veg", "displayName": "Veggie"}
-    assert perform(service, "delete", {"code": "hot"}).payload == {"id": "hot"}
+    assert perform(service, "delete", {"code": "hot"}).payload == {"id": "hot", "code": "hot", "displayName": "Spicy"}
     assert list(Tag.objects.values_list("code", flat=True)) == ["veg"]
 
 

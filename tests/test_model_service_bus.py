@@ -44,14 +44,14 @@ def test_create_read_update_delete(bus, recorder):
 
     deleted = ask(bus, "delete.recipe.pending", {"id": recipe_id})
     assert deleted.action_type == "delete.recipe.success"
-    assert deleted.payload == {"id": recipe_id}
+    assert deleted.payload == updated.payload  # the row as it was just before the delete, with its id
     assert read(bus, READ_ALL, name=name) == []
 
     # changes are also published for everyone who listens (cascades); reads are not
     outcomes.wait_for(lambda e: e["action_type"] == "delete.recipe.success")
     assert [e["action_type"] for e in outcomes.envelopes] == [
         "create.recipe.success", "update.recipe.success", "delete.recipe.success"]
-    assert outcomes.envelopes[2]["payload"] == {"id": recipe_id}
+    assert outcomes.envelopes[2]["payload"] == {**updated.payload, "id": recipe_id}
     assert all(e["sender"] == "recipe" for e in outcomes.envelopes)
 
 

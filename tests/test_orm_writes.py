@@ -52,7 +52,8 @@ def test_orm_saves_and_deletes_are_announced_with_the_handlers_payloads(services
     assert updated["payload"]["servings"] == 5
 
     shell(services["recipe_env"], f"Recipe.objects.get(pk={pk}).delete()")
-    record.wait_for(lambda e: e["action_type"] == "delete.recipe.success" and e["payload"] == {"id": pk})
+    deleted = record.wait_for(lambda e: e["action_type"] == "delete.recipe.success" and e["payload"]["id"] == pk)
+    assert deleted["payload"] == updated["payload"]  # the row as it was just before the delete
     # nothing is left waiting in the outbox once published
     assert shell(services["recipe_env"], "from nautilus_core.models import OutboxEnvelope; "
                                          "print(OutboxEnvelope.objects.count())") == "0"
@@ -100,9 +101,12 @@ def test_a_delete_in_the_admin_is_announced_and_cascades(services, bus, recorder
     admin.login("admin", "admin-password-1")
     admin.delete("recipes", "recipe", recipe["id"])
 
-    record.wait_for(lambda e: e["action_type"] == "delete.recipe.success" and e["payload"] == {"id": recipe["id"]})
-    record.wait_for(lambda e: e["action_type"] == "delete.ingredients.success"
-                    and e["payload"] == {"id": link["id"]})
+    deleted = record.wait_for(lambda e: e["action_type"] == "delete.recipe.success"
+                              and e["payload"]["id"] == recipe["id"])
+    assert deleted["payload"] == recipe  # the row as it was, as its create's outcome gave it
+    cascaded = record.wait_for(lambda e: e["action_type"] == "delete.ingredients.success"
+                               and e["payload"]["id"] == link["id"])
+    assert cascaded["payload"] == link
     rows = bus.ask("read.ingredients.pending", {"query": "{ all_models { pk } }"}, timeout=10).payload
     assert str(link["id"]) not in {str(row["pk"]) for row in rows["data"]["all_models"]}
 

@@ -56,7 +56,7 @@ def test_generated_services_start_and_answer(tmp_path, broker_url, databases, bu
         link = bus.ask("create.ingredients.pending", {"recipe": soup.payload["id"], "ingredient": "7"}, timeout=10)
         assert link.action_type == "create.ingredients.success", link.payload
         deleted = bus.ask("delete.recipe.pending", {"id": soup.payload["id"]}, timeout=10)
-        assert deleted.payload == {"id": soup.payload["id"]}
+        assert deleted.payload["id"] == soup.payload["id"]
         deadline = time.monotonic() + 10
         while bus.ask("read.ingredients.pending", {"query": "{ all_models { pk } }"}, timeout=10).payload["data"] != {
                 "all_models": []}:

@@ -217,6 +217,39 @@ def test_a_private_row_is_sent_only_to_whom_may_read_it(recipe_book, users, clie
         assert watchers[name].nothing_within(1.0)
 
 
+def test_a_delete_is_judged_by_the_row_it_carries_though_the_gateway_never_saw_the_row(recipe_book, users, client):
+    """Rows written without an announcement (bulk_create sends no signal), before any subscription: the gateway
+    never saw them. Their deletes carry them, so the owner of the private one is told of it and of its link's
+    cascade, and nobody else is; everyone is told of the public one (deleted in the service's shell)."""
+    url, ann, bob = recipe_book["url"], users("ann"), users("bob")
+    owner = ok(url, "{ user { id } }", headers=bearer({"sessionToken": bob}))["user"][0]["id"]
+    secret, public = manage(RECIPES, "shell", "--verbosity=0", "-c", f"""
+from examples.recipe_book.recipes.models import Recipe
+rows = Recipe.objects.bulk_create([Recipe(name='unseen secret', private=True, owner='{owner}'),
+                                   Recipe(name='unseen public', owner='{owner}')])
+print(*[row.pk for row in rows])""", env=recipe_book["recipe"].env).stdout.split()
+    pepper = ok(url, CREATE_INGREDIENT, {"name": "unseen pepper"})["createIngredient"]["ingredient"]["id"]
+    link = ok(url, CONNECT, {"r": secret, "i": pepper}, headers=bearer({"sessionToken": bob}))[
+        "createIngredients"]["ingredients"]["id"]
+    watchers = {"ann": client(token=ann), "bob": client(token=bob), "anonymous": client()}
+    for c in watchers.values():
+        c.subscribe("d", "subscription { recipeDeleted { id } }")
+        c.subscribe("u", "subscription { ingredientsDeleted { id } }")
+
+    ok(url, DELETE_RECIPE, {"id": secret}, headers=bearer({"sessionToken": bob}))
+    got = {}
+    while len(got) < 2:
+        message = watchers["bob"].recv(timeout=3)
+        got[message["id"]] = message["payload"]
+    assert got == {"d": {"data": {"recipeDeleted": {"id": secret}}},
+                   "u": {"data": {"ingredientsDeleted": {"id": link}}}}
+    manage(RECIPES, "shell", "--verbosity=0", "-c", "from examples.recipe_book.recipes.models import Recipe; "
+           f"Recipe.objects.get(pk={public}).delete()", env=recipe_book["recipe"].env)
+    for c in watchers.values():  # in commit order: the secret's delete and cascade came first, to bob only
+        assert next_of(c, "d") == {"data": {"recipeDeleted": {"id": public}}}
+        assert c.nothing_within(0.5)
+
+
 # -- sessions -----------------------------------------------------------------------------------------------------
 
 
