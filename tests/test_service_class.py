@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from django.test import override_settings
 
 import nautilus
-from nautilus_core.actions import ROLL_CALL, Action
+from nautilus_core.actions import ROLL_CALL, TRACE, Action
 from nautilus_core.checks import check_service
 from nautilus_core.service import get_service
 from tests.kitchen.models import Tag
@@ -50,8 +50,8 @@ def test_routes_and_handlers_belong_to_their_own_class():
     # the original kept every service's routes in one list shared by all classes
     assert [r[0] for r in Greeter().get_routes()] == ["hello"]
     assert Other().get_routes() == [] and nautilus.Service().get_routes() == []
-    assert set(Greeter().handlers) == {"greet.person.pending", ROLL_CALL}
-    assert set(Other().handlers) == {ROLL_CALL}
+    assert set(Greeter().handlers) == {"greet.person.pending", ROLL_CALL, TRACE}
+    assert set(Other().handlers) == {ROLL_CALL, TRACE}
 
 
 @pytest.mark.django_db
@@ -68,7 +68,8 @@ def test_the_queue_is_bound_to_exactly_the_handled_action_types():
     queue = nautilus.ModelService(model=Tag).queue()
     assert queue.name == "nautilus.tag" and queue.durable
     assert sorted(b.routing_key for b in queue.bindings) == [
-        "create.tag.pending", "delete.tag.pending", "read.tag.pending", "roll_call", "update.tag.pending"]
+        "create.tag.pending", "delete.tag.pending", "read.tag.pending", "roll_call", "trace.service.pending",
+        "update.tag.pending"]
 
 
 @pytest.mark.parametrize("service, check_id", [

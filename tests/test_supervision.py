@@ -69,7 +69,9 @@ def test_a_killed_worker_is_restarted_and_health_says_so_meanwhile(cloud, bus):
     assert down, "no 503 while the worker was down"
     assert all(status == 503 and worker in ("restarting", "exited", "not consuming") for status, worker, _, _ in down)
     assert all(live == 200 for _, _, live, _ in down)  # alive: not a reason to kill the container
-    assert all(ready is False and why.startswith("worker ") for _, _, _, (ready, why) in down)
+    # cloud status's reading of /health (a request of its own: the worker may be back by then)
+    assert any(ready is False for _, _, _, (ready, _) in down)
+    assert all(why.startswith("worker ") for _, _, _, (ready, why) in down if not ready)
     assert "exited with code -9; restarting it in" in service.log()
     assert service.process.poll() is None
     service.stop()
