@@ -11,7 +11,8 @@ service arrive in the order that service published them (its commit order). A th
   before the next outcome is read; the subscriptions' hub hands it to its event loop);
 - ``following()`` once the queue is bound (again): every change from then on comes;
 - ``lost(reason)`` when the feed loses the broker after it was bound: changes may be missed until it
-  follows again (the queue goes with the connection; a new one is bound when the feed reconnects).
+  follows again (the queue goes with the connection; a new one is bound when the feed reconnects). A
+  closed connection is noticed at once, one that hangs by AMQP heartbeats (``HEARTBEAT``) within 20 s.
 """
 import logging
 import socket
@@ -35,6 +36,9 @@ CHANGES = ("create", "update", "delete")
 
 class EventFeed(threading.Thread):
     """Consumes this process's queue of outcomes and tells its watchers of each."""
+
+    #: seconds between AMQP heartbeats: a broker gone without closing the connection is noticed within two
+    HEARTBEAT = 10
 
     def __init__(self, app):
         super().__init__(name="nautilus-events", daemon=True)
@@ -62,7 +66,7 @@ class EventFeed(threading.Thread):
     def run(self):
         while not self._stopping.is_set():
             try:
-                with self.app.connection_for_read() as connection:
+                with self.app.connection_for_read(heartbeat=self.HEARTBEAT) as connection:
                     self._consume(connection)
             except Exception as exc:  # the broker went away: reconnect, and say changes may be missed
                 if self._stopping.is_set():
@@ -88,7 +92,8 @@ class EventFeed(threading.Thread):
                 try:
                     connection.drain_events(timeout=1)
                 except socket.timeout:
-                    continue
+                    pass
+                connection.heartbeat_check()  # a connection that hangs without closing is lost too
 
     def _on_message(self, body, message):
         envelope = envelope_of_task_message(body)
