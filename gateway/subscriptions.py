@@ -32,7 +32,7 @@ from graphql import GraphQLError
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.service import get_service
 
-from .auth import read_session
+from .tokens import read_session
 from .operations import TOO_SLOW, Close, Follower, Operations
 
 __all__ = ["PROTOCOL", "serve", "Connection"]
