@@ -20,6 +20,7 @@ from nautilus_core import http
 from nautilus_core.handlers import ServiceASGIHandler
 from nautilus_core.tracing import TraceMiddleware
 
+from .cache import read_cache
 from .views import graphql
 
 __all__ = ["GatewayASGIHandler"]
@@ -29,6 +30,7 @@ class GatewayASGIHandler(ServiceASGIHandler):
     def __init__(self):
         super().__init__()
         self._graphql_chain = CorsMiddleware(TraceMiddleware(graphql))
+        read_cache()  # follows the bus from the start, so its first reads may be kept
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":  # subscriptions (graphql-transport-ws) on the same port as /graphql

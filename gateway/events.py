@@ -1,11 +1,9 @@
 """The outcomes on the bus, fanned out to the gateway's subscriptions in this process.
 
-One ``EventFeed`` per gateway process (started with the first subscription) consumes an
-exclusive, auto-delete queue of its own, bound to ``create|update|delete.*.success``: every
-committed change of every service, as its service published it after the commit. A thread
-reads the broker (kombu is synchronous) and hands each envelope to the event loop, where the
-``Hub`` gives it to every subscription of that change, in arrival order: one queue, so the
-events of a service arrive in the order that service published them (its commit order).
+The gateway process's feed of outcomes (``gateway.feed``: every committed change of every
+service, as its service published it after the commit) hands each envelope to the event loop of
+the subscriptions, where the ``Hub`` gives it to every subscription of that change, in arrival
+order: one queue, so the events of a service arrive in the order that service published them.
 
 A delete's outcome carries the row as it was just before the delete, so a subscriber under a
 read rule is judged by that row. The hub keeps the rows of the last ``Hub.DELETES_KEPT``
@@ -17,27 +15,19 @@ are told.
 """
 import asyncio
 import logging
-import socket
-import threading
-import uuid
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from kombu import Consumer, Queue, binding
 
-from nautilus_core.actions import CRUD_METHODS, SUCCESS, crud_action
-from nautilus_core.bus import actions_exchange, envelope_of_task_message
-from nautilus_core.conf import nautilus_settings
+from nautilus_core.actions import CRUD_METHODS, SUCCESS
 
+from .feed import CHANGES, follow_changes
 from .registry import registry
 
-__all__ = ["Event", "Notice", "Hub", "EventFeed", "hub", "CHANGES"]
+__all__ = ["Event", "Notice", "Hub", "hub", "CHANGES"]
 
 logger = logging.getLogger(__name__)
-
-#: the outcome methods a subscription follows
-CHANGES = ("create", "update", "delete")
 
 
 @dataclass(frozen=True)
@@ -118,13 +108,26 @@ class Hub:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:  # the first subscription (of this loop: tests run several)
             self.loop = loop
-            if self.feed is not None:
-                self.feed.stop()
-            from nautilus_core.service import get_service
-
-            self.feed = EventFeed(get_service().bus.app, self)
-            self.feed.start()
+            if self.feed is None:
+                self.feed = follow_changes(self)
             self._watcher = loop.create_task(self._watch())
+
+    # -- from the feed's thread (gateway.feed) -------------------------------------------
+
+    def outcome(self, service, envelope):
+        self._to_loop(self.dispatch, envelope)
+
+    def following(self):
+        pass
+
+    def lost(self, reason):
+        self._to_loop(self.tell_lost, reason)
+
+    def _to_loop(self, callback, *args):
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # that loop is closed (tests run several): the next subscription sets another
+            pass
 
     # -- from the feed (in the loop) ---------------------------------------------------
 
@@ -145,7 +148,7 @@ class Hub:
         for subscriber in list(self._subscribers.get((method, service), ())):
             subscriber.offer(event)
 
-    def lost(self, reason):
+    def tell_lost(self, reason):
         """The feed lost its connection: events may have been missed meanwhile."""
         notice = Notice(f"The gateway lost its connection to the bus ({reason}): changes made meanwhile may not "
                         "have been sent. Subscribe again after reading what you need.", "events_lost")
@@ -181,56 +184,6 @@ class Hub:
                     for method in CRUD_METHODS:
                         for subscriber in list(self._subscribers.get((method, service), ())):
                             subscriber.offer(notice)
-
-
-class EventFeed(threading.Thread):
-    """Consumes this process's queue of outcomes and hands each envelope to the hub's loop."""
-
-    def __init__(self, app, hub):
-        super().__init__(name="nautilus-events", daemon=True)
-        self.app, self.hub = app, hub
-        exchange = actions_exchange(nautilus_settings.EXCHANGE)
-        self.queue = Queue(f"nautilus.events.{uuid.uuid4().hex}", exchange=exchange, durable=False,
-                           exclusive=True, auto_delete=True,
-                           bindings=[binding(exchange, routing_key=crud_action(method, "*", SUCCESS))
-                                     for method in CHANGES])
-        self._stopping = threading.Event()
-        self.ready = threading.Event()
-        self.connections = 0
-
-    def stop(self):
-        self._stopping.set()
-
-    def run(self):
-        while not self._stopping.is_set():
-            try:
-                with self.app.connection_for_read() as connection:
-                    self._consume(connection)
-            except Exception as exc:  # the broker went away: reconnect, and say events may be lost
-                if self._stopping.is_set():
-                    break
-                logger.warning("the event feed lost its connection (%s); reconnecting", exc)
-                if self.ready.is_set():
-                    self.hub.loop.call_soon_threadsafe(self.hub.lost, str(exc) or type(exc).__name__)
-                    self.ready.clear()
-                self._stopping.wait(1)
-
-    def _consume(self, connection):
-        connection.ensure_connection(max_retries=None)
-        channel = connection.channel()
-        with Consumer(channel, queues=[self.queue], callbacks=[self._on_message], accept=["json"], no_ack=True):
-            self.connections += 1
-            self.ready.set()
-            while not self._stopping.is_set():
-                try:
-                    connection.drain_events(timeout=1)
-                except socket.timeout:
-                    continue
-
-    def _on_message(self, body, message):
-        envelope = envelope_of_task_message(body)
-        if isinstance(envelope, dict):
-            self.hub.loop.call_soon_threadsafe(self.hub.dispatch, envelope)
 
 
 hub = Hub()

@@ -16,7 +16,7 @@ from aiodataloader import DataLoader
 from graphql import GraphQLError
 from kombu.exceptions import OperationalError
 
-from nautilus_core.actions import ERROR, crud_action, status_of
+from nautilus_core.actions import ERROR, status_of
 from nautilus_core.bus import AskTimeout, NoHandler
 from nautilus_core.conf import nautilus_settings
 from nautilus_core.filters import argument_types
@@ -24,6 +24,7 @@ from nautilus_core.types import json_value
 from nautilus_core.versions import major_of
 
 from .authorization import read_rule
+from .cache import changed_by_gateway, read_through
 from .scope import join_request_scope
 
 # action ids derived from a client's Idempotency-Key (uuid5 under this namespace)
@@ -106,8 +107,17 @@ class QueryContext:
         """Ask a service; its ``.error`` or its silence becomes a GraphQL error naming it.
 
         An ``undo`` (the compensation of a change the request made) gets a whole budget of its own:
-        it must not be skipped because the request's ran out.
+        it must not be skipped because the request's ran out. Any ask but a read may change the
+        service: its cached answers go when it is answered (or fails), before the request goes on.
         """
+        if action_type.startswith("read."):
+            return await self._ask(action_type, payload, undo, action_id)
+        try:
+            return await self._ask(action_type, payload, undo, action_id)
+        finally:
+            changed_by_gateway(action_type.split(".")[1])
+
+    async def _ask(self, action_type, payload, undo, action_id):
         service = action_type.split(".")[1]
         self.asks += 1
         if self.asks > nautilus_settings.MAX_ASKS:
@@ -152,7 +162,7 @@ class QueryContext:
         where = read_rule(self, service) if as_caller else None
         if where is not None:
             payload["where"] = where  # the service pages within it (gateway/authorization.py)
-        result = await self.ask(crud_action("read", service), payload)
+        result = await read_through(self, service, payload)  # gateway/cache.py: maybe not asked again
         if result.get("errors"):
             raise GraphQLError(result["errors"][0]["message"], extensions={"service": service})
         return result["data"]["all_models"]

@@ -46,6 +46,9 @@ class APIGateway(Discovery, Resolvers, Accounts, Service):
     read_rules = {}
     #: ``{connection: [column, …]}``: whose owners may link, change and unlink (default: its ``from`` column)
     connection_owners = {}
+    #: services whose reads are never kept in the gateway's read cache (``gateway.cache``): those changed
+    #: by writes that publish no outcome (``QuerySet.update()``, ``bulk_create()``, raw SQL)
+    uncached = frozenset()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

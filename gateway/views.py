@@ -54,5 +54,5 @@ async def _graphql(request, major):
         result = await gateway.execute(graphql_request.query, graphql_request.variables,
                                        graphql_request.operation_name, user=user, request=request, major=major)
     if scope.rows > THREADED_ROWS:
-        return await asyncio.to_thread(http.respond, request, result)
-    return http.respond(request, result)
+        return await asyncio.to_thread(http.respond, request, result, graphql_request)
+    return http.respond(request, result, graphql_request)

@@ -81,6 +81,11 @@ DEFAULTS = {
     "TRACE_RETENTION": 604800.0,
     # Bytes (estimated) of parsed, validated documents kept per schema, so a repeated query is not parsed again.
     "DOCUMENT_CACHE_SIZE": 16777216,
+    # Gateway: bytes (estimated) of read answers kept per process, dropped per service on its next outcome
+    # (gateway/cache.py); 0 turns the cache off.
+    "GATEWAY_CACHE": 33554432,
+    # Bytes of query texts kept for automatic persisted queries (nautilus_core/persisted.py); 0 turns them off.
+    "PERSISTED_QUERIES": 4194304,
     # Gateway subscriptions (gateway/subscriptions.py): events waiting to be sent per WebSocket connection
     # before it is closed as too slow (4413), operations one connection may run at once, seconds a client
     # has to send connection_init (4408).

@@ -6,6 +6,8 @@ request and one shaping of a response, for every service's ``/graphql`` and the 
   ``{"query", "variables", "operationName", "extensions"}``) or an ``application/graphql``
   one (the document). Another or no content type is a 415; a body that is not UTF-8 or not
   JSON, or a parameter of the wrong type, is a 400 that says which.
+- ``extensions.persistedQuery`` (Apollo's automatic persisted queries, ``nautilus_core.persisted``)
+  sends a document's SHA-256 instead of (or with) the document, by GET or POST.
 - The response is ``application/graphql-response+json`` when the client accepts it (a
   document that does not parse, validate or fit the limits, or variables that do not fit
   it, are then a 400 without ``data``), else ``application/json`` (those are a 200).
@@ -19,6 +21,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 
+from . import persisted
 from .conf import nautilus_settings
 from .graphql import Refused
 
@@ -43,6 +46,7 @@ class GraphQLRequest:
     variables: dict = None
     operation_name: str = None
     extensions: dict = None
+    persist: str = None  # the SHA-256 to keep the query under once it ran (automatic persisted queries)
 
 
 def media_type(request):
@@ -116,14 +120,18 @@ def _json_parameter(name, value):
 
 def _checked(params):
     query, operation_name = params.get("query"), params.get("operationName")
+    for name in ("variables", "extensions"):
+        if params.get(name) is not None and not isinstance(params[name], dict):
+            raise BadRequest(f"{name} must be a JSON object (or null).")
+    try:  # a hash instead of (or with) the document: nautilus_core.persisted
+        query, persist = persisted.resolve(query, params.get("extensions"))
+    except persisted.PersistedQueryError as exc:
+        raise BadRequest(str(exc), exc.status, exc.code) from None
     if not isinstance(query, str) or not query.strip():
         raise BadRequest("The request needs a query: a string holding a GraphQL document.")
     if operation_name is not None and not isinstance(operation_name, str):
         raise BadRequest("operationName must be a string (or null).")
-    for name in ("variables", "extensions"):
-        if params.get(name) is not None and not isinstance(params[name], dict):
-            raise BadRequest(f"{name} must be a JSON object (or null).")
-    return GraphQLRequest(query, params.get("variables"), operation_name or None, params.get("extensions"))
+    return GraphQLRequest(query, params.get("variables"), operation_name or None, params.get("extensions"), persist)
 
 
 def _is_mutation(graphql_request):
@@ -157,10 +165,13 @@ def render(request, body, status=None, refused=False, headers=None):
                         content_type=f"{content_type}; charset=utf-8")
 
 
-def respond(request, result):
-    """``render`` of an ExecutionResult."""
+def respond(request, result, graphql_request=None):
+    """``render`` of an ExecutionResult (of ``graphql_request``: a persisted query's document is kept now)."""
+    if graphql_request is not None and graphql_request.persist is not None:
+        persisted.remember(graphql_request.persist, graphql_request.query, isinstance(result, Refused))
     return render(request, response_of(result), refused=isinstance(result, Refused))
 
 
 def respond_bad_request(request, exc):
-    return render(request, refusal(exc), status=exc.status, headers=exc.headers)
+    """A BadRequest's answer; one without a status (PersistedQueryNotFound) is a refused GraphQL request."""
+    return render(request, refusal(exc), status=exc.status, refused=True, headers=exc.headers)

@@ -19,6 +19,13 @@ metric                                              what it counts
 ``nautilus_http_request_duration_seconds``          histogram of HTTP requests, by ``service`` and ``method``
 ``nautilus_graphql_document_cache_total``           look-ups in the parsed-document cache of ``/graphql``, by
                                                     ``service`` and ``result`` (``hit``, ``miss``)
+``nautilus_gateway_cache_total``                    reads at the gateway, by ``service`` (the gateway) and
+                                                    ``result``: ``hit`` (answered from its cache), ``miss``
+                                                    (asked, then kept), ``bypass`` (asked, not kept: the cache
+                                                    is off, its feed is away, a change came meanwhile)
+``nautilus_persisted_queries_total``                automatic persisted queries, by ``service`` and
+                                                    ``result``: ``hit``, ``miss`` (PersistedQueryNotFound),
+                                                    ``registered``
 =================================================== ===========================================================
 
 Labels hold no payload, id or user: only names a service declares (its action types, bounded by
@@ -41,7 +48,7 @@ from pathlib import Path
 
 __all__ = ["MULTIPROC_ENV", "prepare_directory", "remove_directory", "process_exited", "exposition",
            "action_finished", "action_retried", "dead_letter", "asking", "http_request", "document_cache_lookup",
-           "metrics_view"]
+           "gateway_cache_lookup", "persisted_query_lookup", "metrics_view"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # seconds; an action is mostly a transaction and a few publishes, an ask waits for one
@@ -79,6 +86,10 @@ class _Metrics:
         self.document_cache = Counter("nautilus_graphql_document_cache",
                                       "Look-ups of a query text in the parsed-document cache of /graphql.",
                                       ["service", "result"])
+        self.gateway_cache = Counter("nautilus_gateway_cache", "Reads at the gateway, from its cache or asked.",
+                                     ["service", "result"])
+        self.persisted_queries = Counter("nautilus_persisted_queries", "Automatic persisted queries, by result.",
+                                         ["service", "result"])
 
 
 def _get():
@@ -200,6 +211,16 @@ def http_request(service, method, status, seconds):
 
 def document_cache_lookup(service, hit):
     _get().document_cache.labels(service, "hit" if hit else "miss").inc()
+
+
+def gateway_cache_lookup(service, result):
+    """A read at the gateway: ``hit``, ``miss`` or ``bypass`` (gateway/cache.py)."""
+    _get().gateway_cache.labels(service, result).inc()
+
+
+def persisted_query_lookup(service, result):
+    """An automatic persisted query: ``hit``, ``miss`` or ``registered`` (nautilus_core/persisted.py)."""
+    _get().persisted_queries.labels(service, result).inc()
 
 
 # -- exposition --------------------------------------------------------------------------------

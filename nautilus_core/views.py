@@ -27,7 +27,7 @@ def graphql_view(schema):
         except http.BadRequest as exc:
             return http.respond_bad_request(request, exc)
         return http.respond(request, execute_query(schema, graphql_request.query, graphql_request.variables,
-                                                   graphql_request.operation_name, context=request))
+                                                   graphql_request.operation_name, context=request), graphql_request)
 
     return view
 

@@ -77,9 +77,10 @@ def test_a_service_counts_the_actions_it_handled(recipe, bus):
 
 
 def test_the_gateway_counts_its_asks(gateway, recipe):
+    query = "query($name: String) { recipe(name: $name) { name } }"  # one text, a read of its own each time
     before_gateway, before_recipe = scrape(gateway.url), scrape(recipe.url)
-    for _ in range(N):
-        status, body = graphql(gateway.url, "{ recipe { name } }")
+    for i in range(N):
+        status, body = graphql(gateway.url, query, {"name": f"counted {i}"})
         assert status == 200 and "errors" not in body, body
     after_gateway, after_recipe = scrape(gateway.url), scrape(recipe.url)
     asks = {"service": "api", "action_type": "read.recipe.pending", "outcome": "success"}
@@ -93,6 +94,13 @@ def test_the_gateway_counts_its_asks(gateway, recipe):
                  service="api", result="hit") >= N - 1
     assert delta(before_recipe, after_recipe, "nautilus_actions_handled_total", service="recipe",
                  action_type="read.recipe.pending", outcome="success") == N
+    assert sum(delta(before_gateway, after_gateway, "nautilus_gateway_cache_total", service="api", result=result)
+               for result in ("miss", "bypass")) == N  # kept, unless a change of recipes came meanwhile
+    # the same read again: answered from the gateway's read cache, not asked
+    assert graphql(gateway.url, query, {"name": f"counted {N - 1}"})[0] == 200
+    again = scrape(gateway.url)
+    assert delta(after_gateway, again, "nautilus_gateway_cache_total", service="api", result="hit") == 1
+    assert delta(after_gateway, again, "nautilus_ask_duration_seconds_count", **asks) == 0
 
 
 def test_a_malformed_message_counts_as_a_dead_letter(recipe, broker_url):
