@@ -3,8 +3,6 @@
 Counters are read as differences between two scrapes, so actions of other tests do not count.
 """
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -13,7 +11,6 @@ import pytest
 from kombu import Connection, Producer
 
 from nautilus_core.bus import actions_exchange
-from nautilus_core.testing import ServiceProcess, free_port, manage
 
 from .conftest import GATEWAY, RECIPES, graphql
 
@@ -127,53 +124,3 @@ def test_metrics_are_open_and_hold_nothing_private(recipe, bus):
         page = response.read().decode()
     assert "secret sauce" not in page and "tests-only" not in page
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", page)  # no action or correlation ids
-
-
-def test_several_http_and_worker_processes_add_up(cloud, tmp_path, bus):
-    """Two uvicorn processes and a prefork worker of two processes share one multiprocess folder: any
-    HTTP process's page counts every action and every request."""
-    env = {**cloud.env(RECIPES), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-    (tmp_path / "metrics").mkdir()
-    manage(RECIPES, "migrate", "--verbosity=0", env=env)
-    worker = ServiceProcess(RECIPES, env, log_dir=tmp_path, pool="prefork", name="recipe-prefork").start()
-    port = free_port()
-    log = open(tmp_path / "uvicorn.log", "w")
-    http = subprocess.Popen([sys.executable, "-m", "uvicorn", "nautilus_core.asgi:application", "--port", str(port),
-                             "--workers", "2", "--lifespan", "off", "--log-level", "warning"],
-                            env={**worker.env}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        worker.wait_ready()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health/live", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and http.poll() is None, (tmp_path / "uvicorn.log").read_text()
-                time.sleep(0.3)
-        before = scrape(url)
-        for i in range(N):
-            bus.ask("create.recipe.pending", {"name": f"prefork {i}"}, timeout=10)
-        for _ in range(N):
-            request = urllib.request.Request(f"{url}/health/live", method="HEAD")  # scrapes are GETs
-            with urllib.request.urlopen(request, timeout=10) as response:
-                assert response.status == 200
-        # an attempt is counted when its task returns, just after its reply: wait for the last ones
-        deadline = time.monotonic() + 10
-        while delta(before, scrape(url), "nautilus_actions_handled_total", service="recipe",
-                    action_type="create.recipe.pending", outcome="success") < N and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for _ in range(4):  # whichever HTTP process answers the scrape
-            after = scrape(url)
-            assert delta(before, after, "nautilus_actions_handled_total", service="recipe",
-                         action_type="create.recipe.pending", outcome="success") == N
-            assert delta(before, after, "nautilus_http_requests_total", service="recipe", method="HEAD",
-                         status="200") == N
-        writers = {re.search(r"_(\d+)\.db$", p.name).group(1) for p in (tmp_path / "metrics").glob("*.db")}
-        assert len(writers) >= 2, writers  # HTTP and worker processes
-    finally:
-        http.terminate()
-        http.wait(30)
-        log.close()
-        worker.stop()
