@@ -50,7 +50,7 @@ header_values = st.recursive(header_scalars, lambda inner: st.lists(inner, max_s
 def envelopes(draw, token):
     return {"action_type": draw(st.sampled_from(TYPES)), "payload": draw(payloads),
             "action_id": str(uuid.uuid4()), "correlation_id": token,
-            "sender": draw(st.text(st.characters(exclude_characters="\x00"), max_size=20))}
+            "sender": draw(st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20))}
 
 
 @st.composite
