@@ -336,6 +336,7 @@ class Service:
                         HandledAction.record(self.name, action, outcome, outbox)
                     except DataError as exc:  # the answer or the outbox holds what the database refuses
                         raise _invalid_data(exc) from exc
+                    tracing.record_with_action(outcome, outbox)
             except ActionError as exc:
                 # the transaction undid what the handler wrote (no savepoint on the common path);
                 # the refusal is recorded on its own, so a redelivery gets the same answer
@@ -344,6 +345,7 @@ class Service:
                 try:
                     with transaction.atomic():
                         HandledAction.record(self.name, action, outcome, outbox)
+                        tracing.record_with_action(outcome, outbox)
                 except DataError as refused:  # the refusal echoes what the database cannot hold (a NUL)
                     outcome = self._refusal(action, _invalid_data(refused))
                     outbox = [outcome] if outcome is not None else []
