@@ -92,6 +92,11 @@ DEFAULTS = {
     "SUBSCRIPTION_BUFFER": 100,
     "SUBSCRIPTIONS_PER_CONNECTION": 100,
     "CONNECTION_INIT_TIMEOUT": 3.0,
+    # Group commit (nautilus_core/batch.py): actions a worker applies in one transaction at most (not more
+    # than CELERY_WORKER_PREFETCH_MULTIPLIER, 16), and seconds it waits at most for more to come; 0 sends
+    # every action through Celery's task, one transaction each.
+    "BATCH_SIZE": 16,
+    "BATCH_WAIT": 0.005,
 }
 
 

@@ -65,7 +65,7 @@ _KOMBU_MARKER = frozenset({"__type__", "__value__"})  # what kombu's JSON turns 
 
 
 def admit(message, service):
-    """Check a raw kombu message at every layer; return ``(headers for Celery, Action)``.
+    """Check a raw kombu message at every layer; return ``(headers for Celery, envelope, Action, handler)``.
 
     Raises MalformedAction with the layer and the reason of the first check that fails.
     """
@@ -73,11 +73,11 @@ def admit(message, service):
     headers = _check_headers(message.headers)
     body = _decode(message.body)
     envelope = _check_call(body)
-    action, _ = read_action(envelope, service)
+    action, handler = read_action(envelope, service)
     # what Celery reads of the message: nothing else from the outside (the trace is the envelope's, checked)
     return {"task": TASK_NAME, "id": headers["id"], "retries": headers["retries"], "eta": headers["eta"],
             "argsrepr": action.action_type, "kwargsrepr": "{}", "ignore_result": True,
-            "traceparent": action.traceparent}, action
+            "traceparent": action.traceparent}, envelope, action, handler
 
 
 def read_action(raw, service):

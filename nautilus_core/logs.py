@@ -8,8 +8,8 @@ Celery from configuring its own). The environment chooses:
   fields of an action (``service``, ``action_type``, ``outcome``, ``duration_ms``, ``trace_id``,
   ``action_id``…) or of a request (``method``, ``path``, ``status``…) as keys.
 - ``NAUTILUS_LOG_VERBOSE=1`` (``runservice --verbose``, ``cloud up --verbose``): Celery's banner,
-  its "Task … received/succeeded" lines and its warnings, kombu's, and nautilus's DEBUG lines
-  (heartbeats, roll calls, probes and scrapes) come back.
+  its "Task … received/succeeded" lines (retries: see ``nautilus_core.batch``) and its warnings,
+  kombu's, and nautilus's DEBUG lines (heartbeats, roll calls, probes and scrapes) come back.
 
 The lines, in text::
 

@@ -10,6 +10,8 @@ metric                                              what it counts
 ``nautilus_action_duration_seconds``                histogram of each attempt (handler, commit, publishing), by
                                                     ``service`` and ``action_type``
 ``nautilus_action_retries_total``                   attempts that failed and will be tried again
+``nautilus_batch_actions``                          histogram of the actions a worker applied in one
+                                                    transaction (group commit: ``nautilus_core.batch``)
 ``nautilus_dead_letters_total``                     letters sent to ``nautilus.dead``, by ``service`` and ``layer``
 ``nautilus_asks_in_flight``                         asks waiting for their answer, by ``service`` (the asker)
 ``nautilus_ask_duration_seconds``                   histogram of asks, by ``service``, ``action_type`` and
@@ -47,12 +49,13 @@ import time
 from pathlib import Path
 
 __all__ = ["MULTIPROC_ENV", "prepare_directory", "remove_directory", "process_exited", "exposition",
-           "action_finished", "action_retried", "dead_letter", "asking", "http_request", "document_cache_lookup",
-           "gateway_cache_lookup", "persisted_query_lookup", "metrics_view"]
+           "action_finished", "action_retried", "batch_applied", "dead_letter", "asking", "http_request",
+           "document_cache_lookup", "gateway_cache_lookup", "persisted_query_lookup", "metrics_view"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # seconds; an action is mostly a transaction and a few publishes, an ask waits for one
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _lock = threading.Lock()
@@ -73,6 +76,8 @@ class _Metrics:
                                         ["service", "action_type"], buckets=DURATION_BUCKETS)
         self.retries = Counter("nautilus_action_retries", "Attempts that failed and will be tried again.",
                                ["service", "action_type"])
+        self.batch_actions = Histogram("nautilus_batch_actions", "Actions applied in one transaction.",
+                                       ["service"], buckets=BATCH_BUCKETS)
         self.dead_letters = Counter("nautilus_dead_letters", "Letters sent to the dead-letter queue, by layer.",
                                     ["service", "layer"])
         self.asks_in_flight = Gauge("nautilus_asks_in_flight", "Asks waiting for their answer.", ["service"],
@@ -169,6 +174,10 @@ def action_retried(service, action_type, seconds):
     metrics = _get()
     metrics.retries.labels(service, action_type).inc()
     metrics.action_seconds.labels(service, action_type).observe(seconds)
+
+
+def batch_applied(service, size):
+    _get().batch_actions.labels(service).observe(size)
 
 
 def dead_letter(service, layer):

@@ -12,6 +12,7 @@ The hooks, one per place where the thing happens:
 - ``AccessLog`` wraps a service's ASGI application: one line and a count per HTTP request.
 """
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -19,7 +20,8 @@ import time
 
 from . import logs, metrics
 
-__all__ = ["handled_action", "answered", "dead_lettered", "timed_ask", "AccessLog", "service_name"]
+__all__ = ["Attempt", "attempting", "handled_action", "answered", "dead_lettered", "timed_ask", "AccessLog",
+           "service_name"]
 
 _handling = contextvars.ContextVar("nautilus_handling", default=None)
 
@@ -36,7 +38,9 @@ def service_name():
         return "-"
 
 
-class _Handling:
+class Attempt:
+    """One attempt at an action: counted and logged once, when it ``finish``es, with its ``outcome``."""
+
     def __init__(self, service, envelope, attempt):
         self.service, self.attempt = service, attempt
         envelope = envelope if isinstance(envelope, dict) else {}
@@ -48,9 +52,16 @@ class _Handling:
         self.action_id = action_id if isinstance(action_id, str) else None
         self.trace = logs.trace_id(envelope)
         self.outcome = self.layer = None
+        self.discarded = False
         self.started = time.monotonic()
 
+    def discard(self):
+        """This attempt does not count: another takes its place (``nautilus_core.batch`` hands it to the task)."""
+        self.discarded = True
+
     def finish(self):
+        if self.discarded:
+            return
         seconds = time.monotonic() - self.started
         outcome = self.outcome or "done"
         if outcome == "retried":
@@ -61,27 +72,34 @@ class _Handling:
                         action_id=self.action_id, attempt=self.attempt, layer=self.layer)
 
 
+@contextlib.contextmanager
+def attempting(attempt):
+    """Around an Attempt: ``answered`` and ``dead_lettered`` set its outcome; at the end it is counted
+    and logged once."""
+    from celery.exceptions import Retry
+
+    token = _handling.set(attempt)
+    try:
+        yield attempt
+    except Retry:
+        attempt.outcome = "retried"
+        raise
+    except BaseException:
+        attempt.outcome = attempt.outcome or "failed"
+        raise
+    finally:
+        _handling.reset(token)
+        attempt.finish()
+
+
 def handled_action(task_function):
     """Decorate the worker's task ``(task, envelope)``: each attempt is counted and logged once."""
     @functools.wraps(task_function)
     def handle(task, envelope):
-        from celery.exceptions import Retry
-
         from .registry import get_service
 
-        seen = _Handling(get_service(), envelope, (task.request.retries or 0) + 1)
-        token = _handling.set(seen)
-        try:
+        with attempting(Attempt(get_service(), envelope, (task.request.retries or 0) + 1)):
             return task_function(task, envelope)
-        except Retry:
-            seen.outcome = "retried"
-            raise
-        except BaseException:
-            seen.outcome = seen.outcome or "failed"
-            raise
-        finally:
-            _handling.reset(token)
-            seen.finish()
 
     return handle
 

@@ -301,7 +301,7 @@ class Service:
         with tracing.handling(self, raw, attempt=attempt, final=final):  # its trace, span and record
             try:
                 action, handler = intake.read_action(raw, self)
-                self._deliver(*self._perform(handler, action), reply_to)
+                self.deliver(*self._perform(handler, action), reply_to)
             except MalformedAction as exc:  # the envelope, or the handler found the payload unusable
                 intake.refuse(self, exc, raw=raw, reply_to=reply_to, routing_key=routing_key)
             except Exception as exc:  # a bug or an outage
@@ -329,14 +329,7 @@ class Service:
         try:
             try:
                 with otel.span(f"{action.action_type} transaction", service=self.name), transaction.atomic():
-                    outcome, emitted = self._outcome(handler, action)
-                    # the outcome is broadcast first, so listeners see a change before its consequences
-                    outbox = [outcome, *emitted] if outcome is not None else emitted
-                    try:
-                        HandledAction.record(self.name, action, outcome, outbox)
-                    except DataError as exc:  # the answer or the outbox holds what the database refuses
-                        raise _invalid_data(exc) from exc
-                    tracing.record_with_action(outcome, outbox)
+                    outcome, outbox = self.apply(handler, action)
             except ActionError as exc:
                 # the transaction undid what the handler wrote (no savepoint on the common path);
                 # the refusal is recorded on its own, so a redelivery gets the same answer
@@ -360,6 +353,22 @@ class Service:
             logger.info("%s already handled %s (%s): answered again", self.name, action.action_type, action.action_id)
             return done.outcome_for(action), done.outbox_actions()
         _test_hook_exit_after_commit()
+        return outcome, outbox
+
+    def apply(self, handler, action):
+        """Inside a transaction: run a recorded handler and record the action with its answer and
+        outbox; return ``(outcome, outbox)``. Raises what the handler raises, and IntegrityError when
+        the action was recorded before (``nautilus_core.batch`` applies many in one transaction)."""
+        from .models import HandledAction
+
+        outcome, emitted = self._outcome(handler, action)
+        # the outcome is broadcast first, so listeners see a change before its consequences
+        outbox = [outcome, *emitted] if outcome is not None else emitted
+        try:
+            HandledAction.record(self.name, action, outcome, outbox)
+        except DataError as exc:  # the answer or the outbox holds what the database refuses
+            raise _invalid_data(exc) from exc
+        tracing.record_with_action(outcome, outbox)
         return outcome, outbox
 
     def _outcome(self, handler, action):
@@ -395,7 +404,7 @@ class Service:
         """The ``.error`` answer to an ActionError (events only get none)."""
         return action.outcome(ERROR, exc.payload, self.name) if status_of(action.action_type) == PENDING else None
 
-    def _deliver(self, outcome, outbox, reply_to):
+    def deliver(self, outcome, outbox, reply_to):
         """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
         tracing.note_outcome(outcome, outbox)
         observe.answered(outcome)

@@ -118,7 +118,7 @@ def record_with_action(outcome, outbox):
 
 
 def note_outcome(outcome, outbox):
-    """``Service._deliver``: the answer and the envelopes published because of the action."""
+    """``Service.deliver``: the answer and the envelopes published because of the action."""
     state = _handling.get()
     if state is not None:
         state.outcome = outcome
@@ -170,8 +170,11 @@ def _record(state, context, action_id, action_type, prune_now=True):
 
 
 def _prune_quietly(service):
+    from django.db import transaction
+
     try:
-        prune()
+        with transaction.atomic():  # a savepoint inside a batch's transaction (nautilus_core.batch)
+            prune()
     except Exception:
         logger.warning("%s could not prune its trace records", service.name, exc_info=True)
 

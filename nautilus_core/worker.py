@@ -25,6 +25,7 @@ from celery.worker.consumer import Consumer
 
 from . import intake, logs, observe
 from .actions import MalformedAction
+from .batch import Batch, routing_key_of
 from .bus import declare, direct_queue
 from .celery import app
 from .conf import nautilus_settings
@@ -43,11 +44,9 @@ def handle_action(self, envelope):
     """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
     service = get_service()
     delivery = self.request.delivery_info or {}
-    routing_key = delivery.get("routing_key")
     if delivery.get("redelivered"):  # the broker gave it again: a worker died or lost its connection
         logger.info("redelivered action %s", self.request.id)
-    if delivery.get("exchange") == "" and isinstance(envelope, dict):  # a retry or a replay: keep the action's key
-        routing_key = envelope.get("action_type") or routing_key
+    routing_key = routing_key_of(delivery, envelope)
     max_retries = nautilus_settings.MAX_RETRIES
     retries = self.request.retries
     try:
@@ -82,11 +81,7 @@ class ActionConsumer(Consumer):
         on_task_received = super().create_task_handler(*args, **kwargs)
         service = get_service()
 
-        def on_message(message):
-            try:
-                message.headers, _ = intake.admit(message, service)
-            except MalformedAction as exc:
-                return self._refuse(service, message, exc)
+        def to_task(message):
             try:
                 return on_task_received(message)
             except (KeyError, ValueError, TypeError, AttributeError) as exc:  # Celery could not read it after all
@@ -94,6 +89,17 @@ class ActionConsumer(Consumer):
                     raise
                 self._refuse(service, message, MalformedAction(f"Celery refused the message: {exc!r}",
                                                                layer="headers"))
+
+        batch = Batch(service, self.hub, to_task) if nautilus_settings.BATCH_SIZE > 0 else None
+
+        def on_message(message):
+            try:
+                message.headers, envelope, action, handler = intake.admit(message, service)
+            except MalformedAction as exc:
+                return self._refuse(service, message, exc)
+            if batch is None or message.headers["retries"] or message.headers["eta"] is not None:
+                return to_task(message)  # a retry keeps Celery's countdown and count
+            batch.take(message, envelope, action, handler)
 
         return on_message
 

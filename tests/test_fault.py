@@ -155,7 +155,7 @@ def test_two_workers_and_every_action_delivered_twice(cloud, broker_url):
     for worker in workers:
         worker.stop()
     rows, distinct = recipe_rows(env["DATABASE_URL"], "twice-")
-    handled = [len(re.findall(r"Task nautilus.action\[.*\] succeeded", w.log())) for w in workers]
+    handled = [len(re.findall(r"action recipe create\.recipe\.pending success", w.log())) for w in workers]
     figures = {"actions": sent, "messages": 2 * sent, "rows": rows, "duplicate rows": rows - distinct,
                "handled per worker": handled, "answered again from the record": logged(workers, "already handled"),
                "second replies": replies.unexpected, "seconds": round(time.monotonic() - started, 1)}

@@ -184,5 +184,5 @@ def test_cloud_up_verbose_brings_back_celery(tmp_path):
     stop(process)
     text = "\n".join(lines)
     assert text.count("[config]") == 5, text  # a banner per worker
-    assert "Task nautilus.action[" in text and " received" in text
+    assert " roll_call done " in text  # the DEBUG lines of the roll calls every worker answers
     assert len(until_up) > LINE_BUDGET

@@ -27,5 +27,5 @@ def test_two_workers_never_apply_one_action_twice(cloud, bus, recorder):
     names = [row["name"] for row in reply.payload["data"]["all_models"]]
     assert sorted(names) == sorted(f"scaled-{n}" for n in range(sent))  # each once: no duplicates, none lost
 
-    handled = [len(re.findall(r"Task nautilus.action\[.*\] succeeded", w.log())) for w in workers]
+    handled = [len(re.findall(r"action recipe create\.recipe\.pending success", w.log())) for w in workers]
     assert all(count > 0 for count in handled), handled  # both consumed: they really competed

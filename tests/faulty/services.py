@@ -4,7 +4,7 @@ import os
 
 from examples.recipe_book.recipes.models import Recipe
 from model_service.service import ModelService
-from nautilus_core.service import on_action
+from nautilus_core.service import ActionError, on_action
 
 # attempts per action id, in this worker process
 _attempts = collections.Counter()
@@ -17,7 +17,8 @@ class Faulty(ModelService):
     - ``flaky.faulty.pending``: fails twice, then creates a recipe;
     - ``note.faulty.pending``: creates a recipe and emits ``noted.faulty.success`` ``count`` times;
     - ``clash.faulty.pending``: writes a row the database refuses (an integrity error of its own);
-    - ``crash.faulty.pending``: kills its worker (a message no worker survives).
+    - ``crash.faulty.pending``: kills its worker (a message no worker survives);
+    - ``refuse.faulty.pending``: creates a recipe, then refuses the action (``ActionError``: undone).
     """
 
     name = "faulty"
@@ -49,3 +50,8 @@ class Faulty(ModelService):
     @on_action("crash.faulty.pending")
     def crash(self, action):
         os._exit(70)
+
+    @on_action("refuse.faulty.pending")
+    def refuse(self, action):
+        Recipe.objects.create(name=action.payload["name"])
+        raise ActionError("refused on purpose", "refused")

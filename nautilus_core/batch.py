@@ -1,0 +1,163 @@
+"""Group commit: the worker applies the actions it has taken from its queue in one transaction.
+
+``ActionConsumer`` hands this module the first attempt of every action (no retry, no eta): it
+skips Celery's task machinery (a request object, signals, a result) on the common path.
+
+- An action whose handler changes nothing (a read, a roll call) is handled at once.
+- An action whose handler records joins the open batch. The batch is applied when it holds
+  ``NAUTILUS["BATCH_SIZE"]`` actions, when the worker has read every message that had arrived
+  (an ask alone in the queue waits for one look at the socket, no longer), or after
+  ``NAUTILUS["BATCH_WAIT"]`` seconds at most.
+- Applying a batch is one transaction with a savepoint per action. Each action's changes, its
+  record (``HandledAction``) and its outbox are written in its savepoint. After the one commit,
+  the answers and outboxes are published and the messages acknowledged, in the order they came.
+
+Any action that does not end in a plain answer goes on to Celery's task after the commit, as
+if there were no batch: a refusal (``ActionError``), an action recorded before (a
+redelivery), a payload the handler found malformed, or an unexpected failure. Its savepoint
+undid all it wrote, so the others are applied, and the task does the rest as it always has:
+it records the refusal, answers again from the record, dead-letters, or retries. A worker that
+dies before the commit gets every message of the batch again (none was acknowledged), and one
+that dies after it answers them again from their records.
+
+``BATCH_SIZE`` 0 sends every action through Celery's task, one transaction each.
+"""
+import logging
+import time
+
+from django.db import transaction
+
+from . import metrics, observe, tracing
+from .conf import nautilus_settings
+
+__all__ = ["Batch", "routing_key_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def routing_key_of(delivery_info, envelope):
+    """The action's routing key: the message's, or the envelope's type for a retry or a replay
+    (sent to the service's queue directly, where the key is the queue's name)."""
+    routing_key = delivery_info.get("routing_key")
+    if delivery_info.get("exchange") == "" and isinstance(envelope, dict):
+        return envelope.get("action_type") or routing_key
+    return routing_key
+
+
+class _Taken:
+    """A message of the batch, with what is known of it so far."""
+
+    __slots__ = ("message", "envelope", "action", "handler", "attempt", "outcome", "outbox")
+
+    def __init__(self, message, envelope, action, handler, attempt):
+        self.message, self.envelope, self.action, self.handler = message, envelope, action, handler
+        self.attempt, self.outcome, self.outbox = attempt, None, None
+
+
+class Batch:
+    """The open batch of one worker.
+
+    ``hub`` is the worker's event loop (None on a transport without one, such as the embedded
+    bus: then each action is applied as it comes); ``to_task(message)`` gives a message to
+    Celery's task, the ordinary path.
+    """
+
+    def __init__(self, service, hub, to_task):
+        self.service, self.hub, self.to_task = service, hub, to_task
+        self.size = nautilus_settings.BATCH_SIZE
+        self.wait = nautilus_settings.BATCH_WAIT
+        self.taken = []
+        self.opened = 0.0
+        self.arrived = False  # a message joined since the last look (see _look)
+        self.looking = False
+
+    def take(self, message, envelope, action, handler):
+        """A message that passed intake: handle it, or keep it for the batch."""
+        attempt = observe.Attempt(self.service, envelope, 1)
+        if not handler._nautilus_record:
+            return self._handle_now(message, envelope, attempt)
+        if not self.taken:
+            self.opened = time.monotonic()
+        self.taken.append(_Taken(message, envelope, action, handler, attempt))
+        self.arrived = True
+        if len(self.taken) >= self.size or self.hub is None:
+            self.apply()
+        elif not self.looking:
+            self.looking = True
+            self.hub.call_soon(self._look)
+
+    def _look(self):
+        """Called from the event loop: apply the batch once a turn of the loop brought no new message.
+
+        The transport reads the socket in callbacks of the same loop, one message each; while they
+        keep coming (and the batch is young) look again on the next turn.
+        """
+        self.looking = False
+        if not self.taken:
+            return
+        if self.arrived and time.monotonic() - self.opened < self.wait:
+            self.arrived = False
+            self.looking = True
+            self.hub.call_soon(self._look)
+            return
+        self.apply()
+
+    def _handle_now(self, message, envelope, attempt):
+        """A handler that records nothing (a read): no transaction, no batch."""
+        from .exceptions import ActionFailed
+
+        with observe.attempting(attempt):
+            try:
+                self.service.receive(envelope, reply_to=_reply_to(message), final=False,
+                                     routing_key=routing_key_of(message.delivery_info, envelope))
+            except ActionFailed:  # the task tries it again, with Celery's retries
+                attempt.discard()
+                return self.to_task(message)
+        message.ack()
+
+    def apply(self):
+        """Apply the open batch: one transaction, then publish, acknowledge, and hand on the rest."""
+        from .service import _test_hook_exit_after_commit
+
+        taken, self.taken = self.taken, []
+        applied, handed_on = [], []
+        try:
+            with transaction.atomic():
+                for item in taken:
+                    (applied if self._apply_one(item) else handed_on).append(item)
+        except Exception:  # the commit failed (the database went away): each goes the ordinary way
+            logger.warning("%s could not commit a batch of %d actions; each goes to the task", self.service.name,
+                           len(taken), exc_info=True)
+            applied, handed_on = [], taken
+        if applied:
+            metrics.batch_applied(self.service.name, len(applied))
+            _test_hook_exit_after_commit()
+        for item in applied:
+            try:
+                with observe.attempting(item.attempt):
+                    self.service.deliver(item.outcome, item.outbox, _reply_to(item.message))
+            except Exception:  # the bus refused it: the task answers again from the record, and retries
+                logger.warning("%s could not publish the answer to %s; the task tries again", self.service.name,
+                               item.action.action_id, exc_info=True)
+                handed_on.append(item)
+                continue
+            item.message.ack()
+        for item in handed_on:
+            item.attempt.discard()
+            self.to_task(item.message)
+
+    def _apply_one(self, item):
+        """Apply one action in a savepoint; False when it goes on to the task (its savepoint undone)."""
+        with tracing.handling(self.service, item.envelope, attempt=1, final=False) as state:
+            try:
+                with transaction.atomic():
+                    item.outcome, item.outbox = self.service.apply(item.handler, item.action)
+                return True
+            except Exception as exc:  # a refusal, a redelivery, a bug: all the task's to handle
+                logger.debug("%s hands %s to the task: %r", self.service.name, item.action.action_id, exc)
+                state.recorded = True  # nothing of this try is kept: the task's attempt is the one recorded
+                return False
+
+
+def _reply_to(message):
+    return (message.properties or {}).get("reply_to") or None
