@@ -72,8 +72,8 @@ class Bench:
         self.env = {"NAUTILUS_BROKER_URL": broker_url, "NAUTILUS_SECRET_KEY": "bench",
                     "PYTHONPATH": str(PROJECT_DIR)}
 
-    def start(self, name, settings, workers=1, http=False, database=None):
-        env = {**self.env, "DATABASE_URL": database or self.databases.create(name)}
+    def start(self, name, settings, workers=1, http=False, database=None, env=None):
+        env = {**self.env, "DATABASE_URL": database or self.databases.create(name), **(env or {})}
         manage(settings, "migrate", "--verbosity=0", env=env)
         started = [ServiceProcess(settings, env, log_dir=self.log_dir, name=f"bench-{name}",
                                   http_port=free_port() if http else None).start() for _ in range(workers)]
@@ -139,7 +139,7 @@ def roundtrip(bench, args):
                                        timeout=10), args.rounds)
     bench.stop(recipe)
     report("roundtrip", "nautilus ask create.recipe.pending (ORM write)", *create, ratio=create[0] / celery[0],
-           note="vs bare Celery")
+           note=f"vs bare Celery; p99 {create[1] / create[0]:.2f}x its p50")
     report("roundtrip", "nautilus ask read.recipe.pending (first: 10)", *read, ratio=read[0] / celery[0],
            note="vs bare Celery")
 
@@ -162,18 +162,39 @@ def stream(bench, args):
     report("stream", f"bare Celery fire-and-forget, {n} no-op tasks, solo", rate=celery_rate, ratio=1.0,
            note="tasks/s end to end")
 
-    for workers in (1, 2):
-        database = bench.databases.create(f"stream{workers}")
-        processes = bench.start("recipe", SERVICES["recipe"], workers=workers, database=database)
+    one_worker = None
+    for workers, batch in ((1, None), (2, None), (1, 0)):
+        database = bench.databases.create(f"stream{workers}{batch}")
+        env = {"NAUTILUS_BATCH_SIZE": str(batch)} if batch is not None else {}
+        processes = bench.start("recipe", SERVICES["recipe"], workers=workers, database=database, env=env)
+        used = [worker_usage(process.pid) for process in processes]
         start = time.perf_counter()
         for i in range(n):
             bench.bus.publish("create.recipe.pending", {"name": f"stream-{i}"})
         while _count(bench, n) < n:  # the reads queue behind the creates: few polls
             time.sleep(0.05)
         rate = n / (time.perf_counter() - start)
+        after = [worker_usage(process.pid) for process in processes]
         bench.stop(processes)
-        report("stream", f"nautilus create actions end to end, {workers} worker(s)", rate=rate,
-               ratio=rate / celery_rate, note="actions/s, vs Celery fire-and-forget")
+        cpu = sum(a[0] - u[0] for a, u in zip(after, used)) * 1000 / n
+        rss = max(a[1] for a in after)
+        label = f"{workers} worker(s)" + (", batching off (NAUTILUS_BATCH_SIZE=0)" if batch == 0 else "")
+        note = f"actions/s, vs Celery fire-and-forget; worker CPU {cpu:.2f} s per 1,000 actions, RSS {rss:.0f} MiB"
+        if workers == 2:
+            note += f"; {rate / one_worker:.2f}x the 1-worker figure"
+        one_worker = one_worker or rate
+        report("stream", f"nautilus create actions end to end, {label}", rate=rate, ratio=rate / celery_rate,
+               note=note)
+
+
+def worker_usage(pid):
+    """``(CPU seconds, RSS in MiB)`` of a process so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return (int(fields[11]) + int(fields[12])) / ticks, rss / 1024
 
 
 def _count(bench, n):

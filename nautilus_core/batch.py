@@ -5,9 +5,9 @@ skips Celery's task machinery (a request object, signals, a result) on the commo
 
 - An action whose handler changes nothing (a read, a roll call) is handled at once.
 - An action whose handler records joins the open batch. The batch is applied when it holds
-  ``NAUTILUS["BATCH_SIZE"]`` actions, when the worker has read every message that had arrived
-  (an ask alone in the queue waits for one look at the socket, no longer), or after
-  ``NAUTILUS["BATCH_WAIT"]`` seconds at most.
+  ``NAUTILUS["BATCH_SIZE"]`` actions, when a look 0.2 ms later finds that no message came
+  meanwhile (an ask alone in the queue waits that long), or after ``NAUTILUS["BATCH_WAIT"]``
+  seconds at most.
 - Applying a batch is one transaction with a savepoint per action. Each action's changes, its
   record (``HandledAction``) and its outbox are written in its savepoint. After the one commit,
   the answers and outboxes are published and the messages acknowledged, in the order they came.
@@ -33,6 +33,10 @@ from .conf import nautilus_settings
 __all__ = ["Batch", "routing_key_of"]
 
 logger = logging.getLogger(__name__)
+
+# seconds between two looks for more messages: a lone ask waits this long for its batch, about a tenth
+# of a round trip
+LOOK_AFTER = 0.0002
 
 
 def routing_key_of(delivery_info, envelope):
@@ -83,23 +87,25 @@ class Batch:
         if len(self.taken) >= self.size or self.hub is None:
             self.apply()
         elif not self.looking:
-            self.looking = True
-            self.hub.call_soon(self._look)
+            self._look_again()
+
+    def _look_again(self):
+        # A timer, not call_soon: the loop polls for as long as its next timer is away, and
+        # callbacks made ready from within the loop wait for that poll to end.
+        self.arrived, self.looking = False, True
+        self.hub.call_later(LOOK_AFTER, self._look)
 
     def _look(self):
-        """Called from the event loop: apply the batch once a turn of the loop brought no new message.
+        """From the event loop: apply the batch once a look found no new message since the last.
 
         The transport reads the socket in callbacks of the same loop, one message each; while they
-        keep coming (and the batch is young) look again on the next turn.
+        keep coming (and the batch is young) look again a little later.
         """
         self.looking = False
         if not self.taken:
             return
         if self.arrived and time.monotonic() - self.opened < self.wait:
-            self.arrived = False
-            self.looking = True
-            self.hub.call_soon(self._look)
-            return
+            return self._look_again()
         self.apply()
 
     def _handle_now(self, message, envelope, attempt):
