@@ -24,9 +24,27 @@ __all__ = ["graphql"]
 THREADED_ROWS = 200
 
 
+class GatewayGraphiQL(GraphiQLOfflineView):
+    """GraphiQL with its assets served locally, whose subscriptions go over the gateway's WebSocket
+    (``templates/gateway/graphiql.html``, ``static/gateway/graphiql.js``): the headers pane's
+    ``Authorization`` is sent in ``connection_init``."""
+
+    graphiql_template = "gateway/graphiql.html"
+
+    def __init__(self, subscription_path=None, **kwargs):
+        super().__init__(**kwargs)
+        self.subscription_path = subscription_path  # graphene-django's __init__ keeps only a class attribute's
+
+
+#: where the page's subscriptions go: the gateway serves WebSocket at /graphql only (gateway/subscriptions.py)
+SUBSCRIPTION_PATH = "/graphql"
+
+
 def _graphiql(request, major=None):
     _, schema = get_service().current_schema(major)
-    return GraphiQLOfflineView.as_view(schema=schema, graphiql=True)(request)
+    # /v<N>/graphql has no WebSocket: its page says to subscribe at /graphql
+    path = SUBSCRIPTION_PATH if major is None else None
+    return GatewayGraphiQL.as_view(schema=schema, graphiql=True, subscription_path=path)(request)
 
 
 @csrf_exempt

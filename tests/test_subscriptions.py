@@ -4,10 +4,12 @@ import asyncio
 import json
 import socket
 import os
+import re
 import signal
 import statistics
 import threading
 import time
+import urllib.request
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -213,6 +215,43 @@ def test_gql_receives_a_created_recipe_with_its_ingredients_within_a_second(reci
     assert received == [{"recipeCreated": {"name": "gql soup", "ingredients": []}}], received
     assert timings["received"] - committed < 1.0
     assert recipe and flour
+
+
+# -- GraphiQL (in a browser: tests/browser/graphiql_subscription.py) ------------------------------------------------
+
+
+def get(url, accept):
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def test_graphiql_is_configured_to_subscribe_over_the_gateways_websocket(recipe_book, users):
+    """The page names the WebSocket path, which the gateway serves, and loads the gateway's script (which sends
+    the headers pane's Authorization in connection_init); every script it references is served."""
+    url = recipe_book["url"]
+    status, page = get(f"{url}/graphql", "text/html")
+    assert status == 200 and "graphiql" in page.lower()
+    path = re.search(r'subscriptionPath: "([^"]*)"', page)
+    assert path and path.group(1) == "/graphql", "GraphiQL's page names no WebSocket path, or not the gateway's"
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert "/static/gateway/graphiql.js" in scripts and any(s.endswith("/graphql-ws.min.js") for s in scripts), scripts
+    for src in scripts:
+        assert get(f"{url}{src}", "*/*")[0] == 200, src
+    script = get(f"{url}/static/gateway/graphiql.js", "*/*")[1]
+    assert "graphqlWs.createClient" in script and "GRAPHENE_SETTINGS.subscriptionPath" in script
+    assert "connectionParams: authorization ? {Authorization: authorization} : {}" in script
+
+    # the path is where the gateway subscribes, as the page's client will connect, with the pane's token
+    ws = connect(url.replace("http://", "ws://") + path.group(1), subprotocols=[PROTOCOL], open_timeout=5)
+    try:
+        ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {users('ann')}"}}))
+        assert json.loads(ws.recv(timeout=5)) == {"type": "connection_ack"}
+    finally:
+        ws.close()
+
+    # /v1/graphql serves no WebSocket: its page names none (its script says to subscribe at /graphql)
+    status, page = get(f"{url}/v1/graphql", "text/html")
+    assert status == 200 and "subscriptionPath: " not in page and "/static/gateway/graphiql.js" in page
 
 
 # -- events: create, update, delete, the admin's delete and its cascade ----------------------------------------------
