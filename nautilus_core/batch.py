@@ -8,17 +8,19 @@ skips Celery's task machinery (a request object, signals, a result) on the commo
   ``NAUTILUS["BATCH_SIZE"]`` actions, when a look 0.2 ms later finds that no message came
   meanwhile (an ask alone in the queue waits that long), or after ``NAUTILUS["BATCH_WAIT"]``
   seconds at most.
-- Applying a batch is one transaction with a savepoint per action. Each action's changes, its
-  record (``HandledAction``) and its outbox are written in its savepoint. After the one commit,
-  the answers and outboxes are published and the messages acknowledged, in the order they came.
+- Applying a batch is one transaction: the handlers' changes, then the records of every action
+  (``HandledAction``, with its answer and outbox; its trace record) saved together. After the
+  one commit, the answers and outboxes are published and the messages acknowledged, in the
+  order they came. When an action does not end in a plain answer, that transaction is undone
+  and the others are applied again, each in a savepoint of its own.
 
 Any action that does not end in a plain answer goes on to Celery's task after the commit, as
 if there were no batch: a refusal (``ActionError``), an action recorded before (a
 redelivery), a payload the handler found malformed, or an unexpected failure. Its savepoint
-undid all it wrote, so the others are applied, and the task does the rest as it always has:
-it records the refusal, answers again from the record, dead-letters, or retries. A worker that
-dies before the commit gets every message of the batch again (none was acknowledged), and one
-that dies after it answers them again from their records.
+(or transaction) undid all it wrote, so the others are applied, and the task does the rest as
+it always has: it records the refusal, answers again from the record, dead-letters, or retries.
+A worker that dies before the commit gets every message of the batch again (none was
+acknowledged), and one that dies after it answers them again from their records.
 
 ``BATCH_SIZE`` 0 sends every action through Celery's task, one transaction each.
 """
@@ -126,15 +128,7 @@ class Batch:
         from .service import _test_hook_exit_after_commit
 
         taken, self.taken = self.taken, []
-        applied, handed_on = [], []
-        try:
-            with transaction.atomic():
-                for item in taken:
-                    (applied if self._apply_one(item) else handed_on).append(item)
-        except Exception:  # the commit failed (the database went away): each goes the ordinary way
-            logger.warning("%s could not commit a batch of %d actions; each goes to the task", self.service.name,
-                           len(taken), exc_info=True)
-            applied, handed_on = [], taken
+        applied, handed_on = self._commit(taken)
         if applied:
             metrics.batch_applied(self.service.name, len(applied))
             _test_hook_exit_after_commit()
@@ -152,7 +146,53 @@ class Batch:
             item.attempt.discard()
             self.to_task(item.message)
 
-    def _apply_one(self, item):
+    def _commit(self, taken):
+        """Commit what can be applied of ``taken``; return ``(applied, handed on)``.
+
+        First at full speed: no savepoint, the records saved together. When an action fails, that
+        transaction is undone, the action handed on, and the others applied again each in a
+        savepoint of its own (two tries at most, however many fail).
+        """
+        try:
+            try:
+                with transaction.atomic():
+                    return self._apply_together(taken), []
+            except _HandOn as failed:
+                rest = [item for item in taken if item is not failed.item]
+                with transaction.atomic():
+                    applied = [item for item in rest if self._apply_alone(item)]
+                return applied, [item for item in taken if item not in applied]
+        except Exception:  # the database failed the batch (an outage, a record it refused): each goes on alone
+            logger.warning("%s could not commit a batch of %d actions; each goes to the task", self.service.name,
+                           len(taken), exc_info=True)
+            return [], taken
+
+    def _apply_together(self, taken):
+        """Every action of ``taken`` in the current transaction, without savepoints; raises _HandOn
+        for the first that does not end in a plain answer (the transaction is then unusable)."""
+        from .models import HandledAction, TracedAction
+
+        ids = [item.action.action_id for item in taken]
+        recorded = set(HandledAction.objects.filter(service=self.service.name, action_id__in=ids)
+                       .values_list("action_id", flat=True))
+        handled, traced, seen = [], [], set()
+        for item in taken:
+            if item.action.action_id in recorded or item.action.action_id in seen:  # the task answers it again
+                raise _HandOn(item)
+            seen.add(item.action.action_id)
+            with tracing.handling(self.service, item.envelope, attempt=1, final=False) as state:
+                try:
+                    item.outcome, item.outbox = self.service.run_handler(item.handler, item.action)
+                except Exception as exc:
+                    state.recorded = True  # nothing of this try is kept: the task's attempt is the one recorded
+                    raise _HandOn(item) from exc
+                handled.append(HandledAction.of(self.service.name, item.action, item.outcome, item.outbox))
+                traced.append(tracing.record_of(item.outcome, item.outbox))
+        HandledAction.objects.bulk_create(handled)
+        TracedAction.objects.bulk_create([row for row in traced if row is not None])
+        return taken
+
+    def _apply_alone(self, item):
         """Apply one action in a savepoint; False when it goes on to the task (its savepoint undone)."""
         with tracing.handling(self.service, item.envelope, attempt=1, final=False) as state:
             try:
@@ -163,6 +203,14 @@ class Batch:
                 logger.debug("%s hands %s to the task: %r", self.service.name, item.action.action_id, exc)
                 state.recorded = True  # nothing of this try is kept: the task's attempt is the one recorded
                 return False
+
+
+class _HandOn(Exception):
+    """An action of a batch that goes on to the task."""
+
+    def __init__(self, item):
+        super().__init__(item.action.action_id)
+        self.item = item
 
 
 def _reply_to(message):

@@ -40,7 +40,14 @@ class HandledAction(models.Model):
     @classmethod
     def record(cls, service, action, outcome, outbox=()):
         """Record the action, its answer and the envelopes to publish; return the row."""
-        return cls.objects.create(
+        row = cls.of(service, action, outcome, outbox)
+        row.save(force_insert=True)
+        return row
+
+    @classmethod
+    def of(cls, service, action, outcome, outbox=()):
+        """The record of an action, not saved yet (``nautilus_core.batch`` saves a batch's together)."""
+        return cls(
             service=service,
             action_id=action.action_id,
             action_type=action.action_type,

@@ -361,15 +361,19 @@ class Service:
         the action was recorded before (``nautilus_core.batch`` applies many in one transaction)."""
         from .models import HandledAction
 
-        outcome, emitted = self._outcome(handler, action)
-        # the outcome is broadcast first, so listeners see a change before its consequences
-        outbox = [outcome, *emitted] if outcome is not None else emitted
+        outcome, outbox = self.run_handler(handler, action)
         try:
             HandledAction.record(self.name, action, outcome, outbox)
         except DataError as exc:  # the answer or the outbox holds what the database refuses
             raise _invalid_data(exc) from exc
         tracing.record_with_action(outcome, outbox)
         return outcome, outbox
+
+    def run_handler(self, handler, action):
+        """Run a recorded handler, not recording it: ``(outcome, outbox)`` (``apply`` records it)."""
+        outcome, emitted = self._outcome(handler, action)
+        # the outcome is broadcast first, so listeners see a change before its consequences
+        return outcome, [outcome, *emitted] if outcome is not None else emitted
 
     def _outcome(self, handler, action):
         """Run the handler; return ``(outcome or None, the events it emitted)``. ActionError propagates."""

@@ -35,7 +35,8 @@ from .trace_context import (CAUSED_BY_LENGTH, TRACEPARENT_LENGTH, TraceContext, 
 
 __all__ = ["TRACEPARENT_LENGTH", "CAUSED_BY_LENGTH", "TraceContext", "parse_traceparent", "read_traceparent",
            "read_caused_by", "new_traceparent", "caused_by", "current", "handling", "note_outcome",
-           "note_refused", "record_with_action", "request_trace", "TraceMiddleware", "prune", "answer", "UNTRACED"]
+           "note_refused", "record_with_action", "record_of", "request_trace", "TraceMiddleware", "prune", "answer",
+           "UNTRACED"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,22 @@ def record_with_action(outcome, outbox):
     state.recorded = True
 
 
+def record_of(outcome, outbox):
+    """The trace record of the action being handled, not saved (None when untraced or recording is off):
+    ``nautilus_core.batch`` saves a batch's records together, in its transaction."""
+    from .conf import nautilus_settings
+    from .models import TracedAction
+
+    state = _handling.get()
+    if state is None or not state.action_id or state.action_type in UNTRACED:
+        return None
+    state.recorded = True
+    if nautilus_settings.TRACE_RETENTION <= 0:
+        return None
+    note_outcome(outcome, outbox)
+    return _row(TracedAction, state, state.context, state.action_id, state.action_type)
+
+
 def note_outcome(outcome, outbox):
     """``Service.deliver``: the answer and the envelopes published because of the action."""
     state = _handling.get()
@@ -172,16 +189,22 @@ def _record(state, context, action_id, action_type, prune_now=True):
 def _prune_quietly(service):
     from django.db import transaction
 
+    if transaction.get_connection().needs_rollback:  # a batch's transaction, being undone (nautilus_core.batch)
+        return
     try:
-        with transaction.atomic():  # a savepoint inside a batch's transaction (nautilus_core.batch)
+        with transaction.atomic():  # a savepoint inside a batch's transaction
             prune()
     except Exception:
         logger.warning("%s could not prune its trace records", service.name, exc_info=True)
 
 
 def _create(model, state, context, action_id, action_type):
+    _row(model, state, context, action_id, action_type).save(force_insert=True)
+
+
+def _row(model, state, context, action_id, action_type):
     raw, outcome = state.raw, state.outcome
-    model.objects.create(
+    return model(
         service=state.service.name, action_id=action_id, action_type=action_type[:300],
         trace_id=context.trace_id, caused_by=read_caused_by(raw.get("caused_by")) or "",
         correlation_id=(_text(raw, "correlation_id") or "")[:255], sender=(_text(raw, "sender") or "")[:255],
