@@ -16,22 +16,27 @@ gauges stop counting in ``/metrics``. Children that die ``GIVE_UP_AFTER`` times 
 or one that fails before it serves (its application cannot be imported), stop ``runservice`` with exit
 code 1, as a worker that keeps dying does. SIGTERM or SIGINT stops them all: each finishes what it serves
 within the shutdown timeout and is killed if it is still there a few seconds later. SIGHUP replaces them one
-by one (uvicorn's), SIGTTIN and SIGTTOU add and remove one.
+by one (uvicorn's), SIGTTIN and SIGTTOU add and remove one. A child whose ``runservice`` is gone without
+stopping it (``kill -9``) stops too, within a second (``watch_parent``), rather than serve on, unsupervised.
 """
 import collections
+import os
 import signal
+import threading
 import time
 
 from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess
 
 from . import metrics
 
-__all__ = ["GROUP_DIR_ENV", "WORKER_FILE_ENV", "HTTPProcesses", "serve"]
+__all__ = ["GROUP_DIR_ENV", "WORKER_FILE_ENV", "PARENT_ENV", "HTTPProcesses", "serve", "watch_parent"]
 
 #: a folder of the HTTP processes of one ``runservice``, made when it starts and removed when it stops
 GROUP_DIR_ENV = "NAUTILUS_HTTP_GROUP_DIR"
 #: the consuming file of the worker ``runservice`` supervises (``nautilus_core.consuming``), for ``/health``
 WORKER_FILE_ENV = "NAUTILUS_SUPERVISED_WORKER_FILE"
+#: the pid of that ``runservice``
+PARENT_ENV = "NAUTILUS_HTTP_PARENT"
 
 
 class HTTPProcesses(Multiprocess):
@@ -119,3 +124,20 @@ def serve(config, *, name, say, shutdown_timeout):
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def watch_parent(every=1.0):
+    """In an HTTP process of ``runservice --http-processes``: once that ``runservice`` is gone, stop as SIGTERM
+    stops it (gracefully). Elsewhere, nothing."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or int(parent) == os.getpid():
+        return None
+
+    def watch():
+        while os.getppid() == int(parent):
+            time.sleep(every)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="nautilus-parent-watch", daemon=True)
+    thread.start()
+    return thread

@@ -165,7 +165,8 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
     group_dir = None
     if http_processes > 1:  # what the children share besides the port (nautilus_core.http_processes)
         group_dir = tempfile.mkdtemp(prefix=f"nautilus-{service.name}-{os.getpid()}-")
-        os.environ.update({processes.GROUP_DIR_ENV: group_dir, processes.WORKER_FILE_ENV: supervisor.consuming_file})
+        os.environ.update({processes.GROUP_DIR_ENV: group_dir, processes.WORKER_FILE_ENV: supervisor.consuming_file,
+                           processes.PARENT_ENV: str(os.getpid())})
         _say_if_cache_is_per_process(say, service.name)
     supervisor.start_worker()
     supervisor.start()
@@ -200,7 +201,7 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         metrics.remove_directory(metrics_dir)
         if group_dir is not None:
             shutil.rmtree(group_dir, ignore_errors=True)
-            for name in (processes.GROUP_DIR_ENV, processes.WORKER_FILE_ENV):
+            for name in (processes.GROUP_DIR_ENV, processes.WORKER_FILE_ENV, processes.PARENT_ENV):
                 os.environ.pop(name, None)
     if gave_up or failed:
         raise SystemExit(1)

@@ -308,6 +308,28 @@ def test_a_dead_process_is_replaced_and_learns_the_cloud(gateway, each):
     at.close()
 
 
+def test_the_http_processes_of_a_killed_runservice_stop_too(cloud, gateway):
+    """``kill -9`` gives runservice no chance to stop its children: they notice, and stop rather than serve on.
+    (A second replica of the gateway: its own runservice, the same database and broker.)"""
+    replica = ServiceProcess(GATEWAY, gateway.env, log_dir=cloud.log_dir, http_port=free_port(),
+                             http_processes=PROCESSES, name="gateway-replica").start()
+    below = set()
+    try:
+        replica.wait_ready()
+        http_pids = pids_of(replica.http_port)  # both serve: their watch has started
+        below = descendants(replica.pid)
+        replica.kill()
+        deadline = time.monotonic() + 10
+        while [pid for pid in http_pids if alive(pid)]:
+            assert time.monotonic() < deadline, f"still serving without their runservice: {http_pids}"
+            time.sleep(0.1)
+    finally:
+        replica.kill()
+        for pid in below:  # its worker, orphaned as a killed runservice leaves it (stopped by its pid)
+            if alive(pid):
+                os.kill(pid, signal.SIGTERM)
+
+
 def test_sigterm_stops_every_process(gateway, each):
     below = descendants(gateway.pid)
     assert {at.pid for at in each} < below and len(below) >= PROCESSES + 1  # the HTTP processes and the worker
