@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from kombu import Queue
 from websockets.sync.client import connect as ws_connect
 
 from nautilus_core.brokers import connection as broker_connection
+from nautilus_core.http_processes import listening_socket
 from nautilus_core.testing import ServiceProcess, free_port, manage
 
 from .conftest import GATEWAY, INGREDIENTS, SECRET_KEY, USERS, bearer, register
@@ -210,6 +212,17 @@ def test_http_processes_are_refused_below_one(cloud):
     assert done.returncode != 0 and "--http-processes (NAUTILUS_HTTP_PROCESSES) must be 1 or more" in done.stderr
 
 
+def test_the_listening_socket_is_tcp_so_responses_are_not_held_back():
+    """uvicorn's own socket has ``proto`` 0: asyncio would leave Nagle's algorithm on (Kludex/uvicorn#3149)."""
+    import uvicorn
+
+    sock = listening_socket(uvicorn.Config("nautilus_core.asgi:application", host="127.0.0.1", port=0, workers=2))
+    try:
+        assert sock.proto == socket.IPPROTO_TCP and sock.get_inheritable()
+    finally:
+        sock.close()
+
+
 def test_each_process_answers_says_which_and_counts_in_one_metrics_page(gateway, each):
     pids = [at.pid for at in each]
     assert len(set(pids)) == PROCESSES and gateway.pid not in pids
@@ -224,6 +237,13 @@ def test_each_process_answers_says_which_and_counts_in_one_metrics_page(gateway,
     for at in each:
         for _ in range(5):
             assert at.get("/health/live", method="HEAD")[0] == 200
+    for at in each:  # a kept-alive connection is not held back by Nagle's algorithm (a delayed ACK: 40 ms each)
+        timings = []
+        for _ in range(21):
+            started = time.perf_counter()
+            at.get("/health/live")
+            timings.append(time.perf_counter() - started)
+        assert sorted(timings)[10] < 0.035, (at.pid, timings)
     for at, old in zip(each, before):  # either process's page counts the requests of both
         assert count(at.metrics(), "nautilus_http_requests_total", service="api", method="HEAD", status="200") \
             - count(old, "nautilus_http_requests_total", service="api", method="HEAD", status="200") \
