@@ -20,7 +20,7 @@ from kombu import Queue
 from websockets.sync.client import connect as ws_connect
 
 from nautilus_core.brokers import connection as broker_connection
-from nautilus_core.http_processes import listening_socket
+from nautilus_core.http_processes import HTTPProcesses, listening_socket
 from nautilus_core.testing import ServiceProcess, free_port, manage
 
 from .conftest import GATEWAY, INGREDIENTS, SECRET_KEY, USERS, bearer, register
@@ -161,6 +161,19 @@ def alive(pid):
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def stop_ours(pids, env):
+    """SIGTERM those of ``pids`` still running with this environment's database (never a reused pid's stranger)."""
+    marker = f"DATABASE_URL={env['DATABASE_URL']}".encode()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                ours = marker in environ.read().split(b"\0")
+        except OSError:
+            continue
+        if ours and alive(pid):
+            os.kill(pid, signal.SIGTERM)
 
 
 # -- the cloud -----------------------------------------------------------------------------------------
@@ -328,6 +341,37 @@ def test_a_dead_process_is_replaced_and_learns_the_cloud(gateway, each):
     at.close()
 
 
+def test_http_processes_that_keep_dying_stop_runservice(cloud, gateway):
+    """Five deaths within a minute: runservice gives up (exit code 1), as with a worker that keeps dying, and
+    leaves no process behind. (Another replica of the gateway.)"""
+    replica = ServiceProcess(GATEWAY, gateway.env, log_dir=cloud.log_dir, http_port=free_port(),
+                             http_processes=PROCESSES, name="gateway-crashing").start()
+    seen = set()
+    try:
+        replica.wait_ready()
+        victim = int(re.search(r"api: 2 HTTP processes \(pids (\d+), \d+\)", replica.log()).group(1))
+        for death in range(1, HTTPProcesses.GIVE_UP_AFTER + 1):
+            seen |= descendants(replica.pid)
+            os.kill(victim, signal.SIGKILL)
+            if death == HTTPProcesses.GIVE_UP_AFTER:
+                break
+            deadline = time.monotonic() + 30
+            while not (found := re.search(rf"\(pid {victim}\) exited with code -9; started another \(pid (\d+)\)",
+                                          replica.log())):
+                assert time.monotonic() < deadline, replica.log()[-3000:]
+                time.sleep(0.1)
+            victim = int(found.group(1))
+        assert replica.process.wait(40) == 1, replica.log()[-3000:]
+        assert "HTTP processes died 5 times in 60s: giving up" in replica.log()
+        deadline = time.monotonic() + 10
+        while [pid for pid in seen if alive(pid)]:
+            assert time.monotonic() < deadline, f"left behind: {[pid for pid in seen if alive(pid)]}"
+            time.sleep(0.1)
+    finally:
+        replica.kill()
+        stop_ours(seen, gateway.env)
+
+
 def test_the_http_processes_of_a_killed_runservice_stop_too(cloud, gateway):
     """``kill -9`` gives runservice no chance to stop its children: they notice, and stop rather than serve on.
     (A second replica of the gateway: its own runservice, the same database and broker.)"""
@@ -345,9 +389,7 @@ def test_the_http_processes_of_a_killed_runservice_stop_too(cloud, gateway):
             time.sleep(0.1)
     finally:
         replica.kill()
-        for pid in below:  # its worker, orphaned as a killed runservice leaves it (stopped by its pid)
-            if alive(pid):
-                os.kill(pid, signal.SIGTERM)
+        stop_ours(below, gateway.env)  # its worker, orphaned as a killed runservice leaves it
 
 
 def test_sigterm_stops_every_process(gateway, each):
