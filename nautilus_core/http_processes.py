@@ -21,17 +21,20 @@ stopping it (``kill -9``) stops too, within a second (``watch_parent``), rather 
 """
 import collections
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess
 
 from . import metrics
 
 __all__ = ["GROUP_DIR_ENV", "WORKER_FILE_ENV", "PARENT_ENV", "HTTPProcesses", "serve", "listening_socket",
-           "watch_parent"]
+           "group_dir", "watch_parent"]
 
 #: a folder of the HTTP processes of one ``runservice``, made when it starts and removed when it stops
 GROUP_DIR_ENV = "NAUTILUS_HTTP_GROUP_DIR"
@@ -126,6 +129,16 @@ def serve(config, *, name, say, shutdown_timeout):
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def group_dir(service_name):
+    """A new folder for the HTTP processes of this ``runservice`` (removed when it stops); the folders of this
+    service's ``runservice``s that are gone without removing theirs (``kill -9``) are removed."""
+    for old in Path(tempfile.gettempdir()).glob(f"nautilus-{service_name}-*-*"):
+        pid = old.name[len(f"nautilus-{service_name}-"):].partition("-")[0]
+        if pid.isdigit() and not metrics.alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"nautilus-{service_name}-{os.getpid()}-")
 
 
 def listening_socket(config):

@@ -164,7 +164,7 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
     supervisor = WorkerSupervisor(service.name, command, env, on_give_up=give_up, say=say)
     group_dir = None
     if http_processes > 1:  # what the children share besides the port (nautilus_core.http_processes)
-        group_dir = tempfile.mkdtemp(prefix=f"nautilus-{service.name}-{os.getpid()}-")
+        group_dir = processes.group_dir(service.name)
         os.environ.update({processes.GROUP_DIR_ENV: group_dir, processes.WORKER_FILE_ENV: supervisor.consuming_file,
                            processes.PARENT_ENV: str(os.getpid())})
         _say_if_cache_is_per_process(say, service.name)
