@@ -1,7 +1,7 @@
 """Benchmarks: nautilus against Celery, kombu and its own flat queries, as ratios in one run.
 
     .venv/bin/python -m bench [--rounds 500] [--stream 3000] [--load-seconds 10] [--only roundtrip,stream,gateway,load]
-                              [--brokers rabbitmq,redis]
+                              [--brokers rabbitmq,redis] [--gateway-processes N]
 
 Runs on each broker in turn: NAUTILUS_BROKER_URL (RabbitMQ, in a virtual host of its own) and
 NAUTILUS_TEST_REDIS_URL (Redis, under a key prefix of its own), with DATABASE_URL (PostgreSQL,
@@ -72,11 +72,12 @@ class Bench:
         self.env = {"NAUTILUS_BROKER_URL": broker_url, "NAUTILUS_SECRET_KEY": "bench",
                     "PYTHONPATH": str(PROJECT_DIR)}
 
-    def start(self, name, settings, workers=1, http=False, database=None, env=None):
+    def start(self, name, settings, workers=1, http=False, database=None, env=None, http_processes=None):
         env = {**self.env, "DATABASE_URL": database or self.databases.create(name), **(env or {})}
         manage(settings, "migrate", "--verbosity=0", env=env)
         started = [ServiceProcess(settings, env, log_dir=self.log_dir, name=f"bench-{name}",
-                                  http_port=free_port() if http else None).start() for _ in range(workers)]
+                                  http_port=free_port() if http else None, http_processes=http_processes).start()
+                   for _ in range(workers)]
         for process in started:
             process.wait_ready()
         self.processes.extend(started)
@@ -204,10 +205,10 @@ def _count(bench, n):
 
 # -- 3. and 4. the gateway -------------------------------------------------------------------------
 
-def gateway_cloud(bench):
+def gateway_cloud(bench, args):
     for name, settings in SERVICES.items():
         bench.start(name, settings)
-    gateway, = bench.start("gateway", f"{BOOK}.gateway.settings", http=True)
+    gateway, = bench.start("gateway", f"{BOOK}.gateway.settings", http=True, http_processes=args.gateway_processes)
     host, port = "127.0.0.1", gateway.http_port
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -283,7 +284,8 @@ def load(bench, args, host, port, clients=50):
         thread.join()
     elapsed = time.monotonic() - started
     p50, p99 = percentiles(latencies)
-    report("load", f"gateway, {clients} concurrent clients, {args.load_seconds:g}s, first: 10", p50, p99,
+    processes = f", {args.gateway_processes} HTTP processes" if args.gateway_processes else ""
+    report("load", f"gateway{processes}, {clients} concurrent clients, {args.load_seconds:g}s, first: 10", p50, p99,
            rate=len(latencies) / elapsed, note=f"queries/s; errors: {sum(errors.values())} {dict(errors) or ''}")
 
 
@@ -294,6 +296,8 @@ def main():
     parser.add_argument("--load-seconds", type=float, default=10)
     parser.add_argument("--only", default="roundtrip,stream,gateway,load")
     parser.add_argument("--brokers", default="rabbitmq,redis", help="rabbitmq, redis or both, in this order")
+    parser.add_argument("--gateway-processes", type=int, default=None,
+                        help="the gateway's HTTP processes (runservice --http-processes; default 1)")
     args = parser.parse_args()
     brokers = args.brokers.split(",")
     if "NAUTILUS_BENCH_QUIET_HEADER" not in os.environ:
@@ -336,7 +340,7 @@ def run_sections(bench, args):
         if "stream" in sections:
             stream(bench, args)
         if sections & {"gateway", "load"}:
-            host, port = gateway_cloud(bench)
+            host, port = gateway_cloud(bench, args)
             if "gateway" in sections:
                 gateway(bench, args, host, port)
             if "load" in sections:

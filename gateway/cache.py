@@ -19,6 +19,8 @@ Each service has a *generation*, raised by every change; a read takes a ticket (
 the feed's connection epoch) before its ask is sent, and its answer is kept only if the ticket is
 still current when the answer comes. Until the feed's queue is bound, and from the moment it loses
 the broker until it is bound again, the cache is empty and bypassed (changes may be missed then).
+With several HTTP processes, a mutation through one raises the service's generation in the others at
+once (``gateway.siblings``), before it returns.
 
 Writes that publish no outcome (``QuerySet.update()``, ``bulk_create()``, raw SQL) are not seen:
 list such services in ``APIGateway.uncached`` (never cached), or set ``NAUTILUS_GATEWAY_CACHE=0``.
@@ -34,18 +36,22 @@ from nautilus_core.observe import service_name
 from nautilus_core.versions import major_of
 
 from .feed import follow_changes
+from .siblings import shared_generations
 
 __all__ = ["ReadCache", "read_cache", "read_through", "changed_by_gateway"]
 
 
 class ReadCache:
-    """Read answers (text) by ``(service, key)``, within ``budget`` bytes; thread-safe."""
+    """Read answers (text) by ``(service, key)``, within ``budget`` bytes; thread-safe. ``shared``: the
+    generations of this process's siblings (``gateway.siblings.SharedGenerations``), None without any."""
 
     #: bytes an entry costs beyond its key and text: the dict slot, the key tuple, two str headers, the index
     ENTRY_OVERHEAD = 400
 
-    def __init__(self, budget):
+    def __init__(self, budget, shared=None):
         self.budget = budget
+        self.shared = shared
+        self._shared_seen = {}  # service → its shared generation when this process last looked
         self.size = 0
         self._entries = OrderedDict()  # (service, key) → (text, cost), least recently used first
         self._keys = defaultdict(set)  # service → its keys in _entries
@@ -59,6 +65,7 @@ class ReadCache:
     def lookup(self, service, key):
         """``(text, None)`` on a hit; else ``(None, ticket)``, ticket None when nothing may be kept now."""
         with self._lock:
+            self._sync(service)
             entry = self._entries.get((service, key))
             if entry is not None:
                 self._entries.move_to_end((service, key))
@@ -71,6 +78,7 @@ class ReadCache:
         if ticket is None or cost > self.budget:
             return False
         with self._lock:
+            self._sync(service)
             if not self._following or ticket != (self._epoch, self._generations[service]):
                 return False
             self._drop((service, key))
@@ -97,9 +105,20 @@ class ReadCache:
     def changed(self, service):
         """A change of ``service`` was seen: its entries go, and reads asked before it are not kept."""
         with self._lock:
-            self._generations[service] += 1
-            for key in self._keys.pop(service, ()):
-                self.size -= self._entries.pop((service, key))[1]
+            self._changed(service)
+
+    def _changed(self, service):
+        self._generations[service] += 1
+        for key in self._keys.pop(service, ()):
+            self.size -= self._entries.pop((service, key))[1]
+
+    def _sync(self, service):
+        """A sibling process made a mutation of ``service`` since this one last looked: as if seen here."""
+        if self.shared is not None:
+            value = self.shared.value(service)
+            if self._shared_seen.get(service) != value:
+                self._shared_seen[service] = value
+                self._changed(service)
 
     def outcome(self, service, envelope):
         self.changed(service)
@@ -136,14 +155,17 @@ def read_cache():
         if _cache is None or _cache.budget != budget:  # the setting changed (tests): a new, empty one
             if _cache is not None:
                 _cache.lost()
-            _cache = ReadCache(budget)
+            _cache = ReadCache(budget, shared_generations())
             follow_changes(_cache)
         return _cache
 
 
 def changed_by_gateway(service):
-    """A mutation of ``service`` was answered (or failed) here: drop its entries now."""
+    """A mutation of ``service`` was answered (or failed) here: drop its entries now, here and in the sibling
+    processes."""
     if _cache is not None:
+        if _cache.shared is not None:
+            _cache.shared.raise_(service)
         _cache.changed(service)
 
 

@@ -13,8 +13,8 @@ Children run ``python -m django`` in the current folder (see ``nautilus_core.pro
 ``up`` migrates every service's database (creating the PostgreSQL databases that a
 ``DATABASE_URL`` with ``{service}`` names), starts ``manage.py runservice`` per service with
 ``NAUTILUS_PUBLIC_URL`` set (so the gateway's index links to it), waits for each one's
-``/health`` and worker, starts the gateway, and writes ``cloud.json`` in the var folder for
-``cloud status``.
+``/health`` and worker, starts the gateway (with ``--http-processes`` when ``gateway_processes`` is
+given), and writes ``cloud.json`` in the var folder for ``cloud status``.
 """
 import importlib
 import json
@@ -148,8 +148,9 @@ def health_of(url, timeout=2.0):
 class Cloud:
     """Runs a cloud's services as child processes until ``stop``."""
 
-    def __init__(self, specs, root, *, printer, say, env=None, var_dir=None, timeout=120):
+    def __init__(self, specs, root, *, printer, say, env=None, var_dir=None, timeout=120, gateway_processes=None):
         self.specs, self.root, self.printer, self.say = specs, root, printer, say
+        self.gateway_processes = gateway_processes
         self.var_dir = Path(var_dir) if var_dir else None
         self.timeout = timeout
         self.children = []
@@ -187,7 +188,9 @@ class Cloud:
         started = time.monotonic()
         children = []
         for spec in specs:
-            child = Child(spec.package, self._manage(spec, "runservice", f"127.0.0.1:{spec.port}"),
+            processes = [f"--http-processes={self.gateway_processes}"] if spec.gateway and self.gateway_processes \
+                else []
+            child = Child(spec.package, self._manage(spec, "runservice", f"127.0.0.1:{spec.port}", *processes),
                           env=self._env(spec), cwd=os.getcwd(), printer=self.printer)
             self.children.append(child.start())
             children.append((spec, child))

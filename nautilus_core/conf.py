@@ -48,6 +48,9 @@ DEFAULTS = {
     "INTERNAL_TOKEN": None,
     # Serve each service's own /graphql to anyone, on purpose (by default: staff or the internal token).
     "OPEN_SERVICE_APIS": False,
+    # HTTP processes ``runservice`` serves with (``--http-processes``): uvicorn's supervised children on one port,
+    # each with its own connections and its own feed of outcomes (nautilus_core/http_processes.py).
+    "HTTP_PROCESSES": 1,
     # The service name put in the envelope's "sender" by processes that run no service.
     "SENDER": "cli",
     # Where this service's HTTP API answers, announced as "url" (the gateway's index links to it).

@@ -126,7 +126,7 @@ def prepare_directory(service_name, var_dir):
     base = Path(var_dir) / "metrics"
     for old in base.glob(f"{service_name}-*"):
         pid = old.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     path = base / f"{service_name}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
@@ -143,7 +143,7 @@ def remove_directory(path):
         _made.discard(path)
 
 
-def _alive(pid):
+def alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

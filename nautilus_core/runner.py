@@ -5,10 +5,15 @@ The worker is a child process, supervised: when it dies, it is started again aft
 times within ``WINDOW`` seconds (it cannot start: a broken setting, a lost database) stops
 ``runservice`` with a non-zero exit, so whatever runs it (``cloud up``, systemd, Kubernetes)
 sees the failure. ``current()`` is the supervisor of this process, for ``/health``.
+
+With ``http_processes`` > 1 (``--http-processes``, ``NAUTILUS_HTTP_PROCESSES``) HTTP is served by that many
+child processes on one port, supervised as ``nautilus_core.http_processes`` says; this process then serves
+no HTTP itself: it supervises them and the worker.
 """
 import collections
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +24,7 @@ import time
 import uvicorn
 from django.conf import settings
 
-from . import logs, metrics
+from . import http_processes as processes, logs, metrics
 from .conf import nautilus_settings
 from .consuming import CONSUMING_FILE_ENV
 
@@ -28,6 +33,7 @@ __all__ = ["worker_command", "run_service", "WorkerSupervisor", "current"]
 logger = logging.getLogger(__name__)
 
 _current = None
+APPLICATION = "nautilus_core.asgi:application"  # imported by each HTTP process, never by a parent of several
 
 
 def current():
@@ -139,8 +145,9 @@ class WorkerSupervisor(threading.Thread):
 
 
 def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=None, stdout=sys.stdout,
-                shutdown_timeout=15.0):
-    """Serve HTTP (uvicorn) and supervise a worker until SIGTERM/Ctrl-C; SystemExit(1) if the worker gave up."""
+                shutdown_timeout=15.0, http_processes=1):
+    """Serve HTTP (uvicorn: in this process, or in ``http_processes`` children) and supervise a worker until
+    SIGTERM/Ctrl-C; SystemExit(1) if the worker or the HTTP processes gave up."""
     global _current
     # one multiprocess metrics folder for the HTTP server and the worker (nautilus_core.metrics)
     metrics_dir = metrics.prepare_directory(service.name, getattr(settings, "VAR_DIR", None) or tempfile.gettempdir())
@@ -155,6 +162,12 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
 
     command = worker_command(service, pool, concurrency, quiet=not logs.verbose())
     supervisor = WorkerSupervisor(service.name, command, env, on_give_up=give_up, say=say)
+    group_dir = None
+    if http_processes > 1:  # what the children share besides the port (nautilus_core.http_processes)
+        group_dir = processes.group_dir(service.name)
+        os.environ.update({processes.GROUP_DIR_ENV: group_dir, processes.WORKER_FILE_ENV: supervisor.consuming_file,
+                           processes.PARENT_ENV: str(os.getpid())})
+        _say_if_cache_is_per_process(say, service.name)
     supervisor.start_worker()
     supervisor.start()
     _current = supervisor
@@ -162,15 +175,21 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    # uvicorn shuts down on SIGTERM, then re-raises it to this handler, so the worker is stopped below
+    # ASGI, so that the asks of one gateway request wait together; uvicorn's lines in this process's log
+    # format (the access lines are nautilus_core.observe's); a WebSocket message may be as big as a /graphql body
+    options = dict(host=host, port=int(port), log_level="warning", log_config=None, access_log=False, lifespan="off",
+                   timeout_graceful_shutdown=shutdown_timeout, ws_max_size=nautilus_settings.MAX_REQUEST_SIZE)
+    # one process: uvicorn shuts down on SIGTERM, then re-raises it to this handler, so the worker is stopped
+    # below; several: their supervisor stops them on SIGTERM and returns
     previous = signal.signal(signal.SIGTERM, interrupt)
+    failed = None
     try:
         say(f"{service.name}: http://{host}:{port}/graphql (worker pid {supervisor.pid})")
-        # ASGI, so that the asks of one gateway request wait together
-        # uvicorn's lines in this process's log format; the access lines are nautilus_core.observe's
-        uvicorn.run("nautilus_core.asgi:application", host=host, port=int(port), log_level="warning",
-                    log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=shutdown_timeout,
-                    ws_max_size=nautilus_settings.MAX_REQUEST_SIZE)  # a WebSocket message: as a /graphql body
+        if http_processes > 1:
+            config = uvicorn.Config(APPLICATION, workers=http_processes, **options)
+            failed = processes.serve(config, name=service.name, say=say, shutdown_timeout=shutdown_timeout)
+        else:
+            uvicorn.run(APPLICATION, **options)
     except KeyboardInterrupt:
         pass
     finally:
@@ -180,5 +199,17 @@ def run_service(service, host="127.0.0.1", port=8000, pool="solo", concurrency=N
         _current = None
         service.cleanup()
         metrics.remove_directory(metrics_dir)
-    if gave_up:
+        if group_dir is not None:
+            shutil.rmtree(group_dir, ignore_errors=True)
+            for name in (processes.GROUP_DIR_ENV, processes.WORKER_FILE_ENV, processes.PARENT_ENV):
+                os.environ.pop(name, None)
+    if gave_up or failed:
         raise SystemExit(1)
+
+
+def _say_if_cache_is_per_process(say, name):
+    """The gateway counts logins in Django's cache (gateway.accounts): the default one lives in each process."""
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if "gateway" in settings.INSTALLED_APPS and backend.endswith("LocMemCache"):
+        say(f"{name}: Django's cache (CACHES) is LocMemCache, one per HTTP process, so login throttling counts "
+            "per process; configure a shared cache (Redis, the database) to count across them")

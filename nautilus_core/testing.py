@@ -44,7 +44,7 @@ def manage(settings, *args, env=None, check=True, timeout=120):
 class ServiceProcess:
     """One worker process of a service, with the given environment (broker, database)."""
 
-    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None, http_port=None):
+    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None, http_port=None, http_processes=None):
         self.settings = settings
         # verbose (unless ``env`` says otherwise): Celery's task and retry lines too, for tests to read
         self.env = {**os.environ, "NAUTILUS_LOG_VERBOSE": "1", **env, "DJANGO_SETTINGS_MODULE": settings,
@@ -52,6 +52,7 @@ class ServiceProcess:
         self.pool = pool
         self.name = name or settings.rsplit(".", 2)[-2]
         self.http_port = http_port
+        self.http_processes = http_processes  # with http_port: runservice's --http-processes
         self.log_path = Path(log_dir or "/tmp") / f"nautilus-{self.name}-{uuid.uuid4().hex[:8]}.log"
         self.process = None
 
@@ -62,7 +63,8 @@ class ServiceProcess:
 
     def command(self):
         if self.http_port:
-            return django_command("runservice", f"127.0.0.1:{self.http_port}")
+            processes = [f"--http-processes={self.http_processes}"] if self.http_processes else []
+            return django_command("runservice", f"127.0.0.1:{self.http_port}", *processes)
         return [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
                 "--loglevel=INFO", "--without-mingle", "--without-gossip",
                 f"--hostname={self.name}.{uuid.uuid4().hex[:6]}@%h"]

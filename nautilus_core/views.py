@@ -1,4 +1,5 @@
 """HTTP views every service serves: its GraphQL API and its health checks (readiness and liveness)."""
+import os
 import threading
 import time
 
@@ -9,6 +10,7 @@ from graphene_django_graphiql_static.views import GraphiQLOfflineView
 
 from . import runner
 from .consuming import consuming_file_age
+from .http_processes import WORKER_FILE_ENV
 from . import http
 from .graphql import execute_query
 from .service import get_service
@@ -40,8 +42,9 @@ def health(request):
 
 
 def live(request):
-    """``/health/live``: liveness. 200 whenever this process serves HTTP (its worker may be restarting)."""
-    return JsonResponse({"status": "alive", "service": get_service().name})
+    """``/health/live``: liveness. 200 whenever this process serves HTTP (its worker may be restarting).
+    ``pid``: the process that answered (one of several: ``runservice --http-processes``)."""
+    return JsonResponse({"status": "alive", "service": get_service().name, "pid": os.getpid()})
 
 
 # A worker that has not touched its consuming file for this long is stuck (a solo-pool worker
@@ -59,20 +62,24 @@ def _readiness(max_age=1.0):
         parts = {"worker": _worker_state(), "broker": _broker_state(), "database": _database_state()}
         down = any(state not in ("ok", "consuming", "not run by this process") for state in parts.values())
         body = {"service": service.name, "version": service.summarize()["version"],
-                "status": "unavailable" if down else "ok", **parts}
+                "status": "unavailable" if down else "ok", **parts, "pid": os.getpid()}
         _readiness_cache.update(at=time.monotonic(), body=body)
         return body
 
 
 def _worker_state():
     supervisor = runner.current()
-    if supervisor is None:
-        return "not run by this process"  # runserver, or a worker started on its own
-    if supervisor.state != "running":
-        return supervisor.state  # restarting, gave up, stopped
-    if supervisor.process is None or supervisor.process.poll() is not None:
-        return "exited"
-    age = consuming_file_age(supervisor.consuming_file)
+    if supervisor is not None:
+        if supervisor.state != "running":
+            return supervisor.state  # restarting, gave up, stopped
+        if supervisor.process is None or supervisor.process.poll() is not None:
+            return "exited"
+        path = supervisor.consuming_file
+    else:  # one of runservice's HTTP processes: its worker is its parent's
+        path = os.environ.get(WORKER_FILE_ENV)
+        if not path:
+            return "not run by this process"  # runserver, or a worker started on its own
+    age = consuming_file_age(path)
     if age is None:
         return "not consuming"
     return "consuming" if age < STALE_AFTER else f"not consuming (stuck for {age:.0f}s)"

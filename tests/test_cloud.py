@@ -52,10 +52,10 @@ def alive(pid):
 class RunningCloud:
     """``manage.py cloud up`` in a child process; its output is collected line by line."""
 
-    def __init__(self, env, path="examples/recipe_book"):
+    def __init__(self, env, path="examples/recipe_book", options=()):
         self.lines = []
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "cloud", "up", path, "--port", "0", "--no-color"],
+            [sys.executable, "manage.py", "cloud", "up", path, "--port", "0", "--no-color", *options],
             cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read, daemon=True).start()
         self.pids = set()
@@ -101,8 +101,8 @@ def exercise(url):
                                "ingredient": [{"name": "flour", "recipes": [{"name": "Pancakes"}]}]}
 
 
-def run_cloud(env):
-    cloud = RunningCloud(env)
+def run_cloud(env, options=()):
+    cloud = RunningCloud(env, options=options)
     try:
         url = cloud.wait_up()
         cloud.pids |= descendants(cloud.process.pid)
@@ -180,7 +180,7 @@ def test_the_example_cloud_on_a_broker_and_postgresql(tmp_path, broker_url):
     env = base_env(tmp_path, NAUTILUS_BROKER_URL=broker_url, DATABASE_URL=f"{server}/{prefix}_{{service}}",
                    NAUTILUS_SECRET_KEY="tests-only")
     try:
-        cloud = run_cloud(env)
+        cloud = run_cloud(env, options=["--gateway-processes", "2"])  # stopped with its HTTP processes too
     finally:
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             names = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
@@ -189,6 +189,7 @@ def test_the_example_cloud_on_a_broker_and_postgresql(tmp_path, broker_url):
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert f"{prefix}_recipes" in names and f"{prefix}_gateway" in names
     assert "created the PostgreSQL database" in cloud.output()
+    assert re.search(r"gateway.*api: 2 HTTP processes \(pids \d+, \d+\)", cloud.output()), cloud.output()[-4000:]
     assert not list(tmp_path.glob("*.sqlite3"))
 
 

@@ -43,6 +43,8 @@ class Command(BaseCommand):
                             help="the gateway's port; the other services take the next ones (0: any free ports)")
         parser.add_argument("--timeout", type=float, default=120, help="seconds each service has to become healthy")
         parser.add_argument("--gateway", help="status: the gateway's URL (default: the running cloud's)")
+        parser.add_argument("--gateway-processes", type=int, default=None, metavar="N",
+                            help="up: the gateway's HTTP processes (runservice --http-processes)")
         parser.add_argument("--verbose", action="store_true",
                             help="up: Celery's banners, task lines and warnings, and DEBUG lines of every service")
 
@@ -58,11 +60,13 @@ class Command(BaseCommand):
             root, specs = discover(path, port)
         except (CloudError, ImportError) as exc:
             raise CommandError(str(exc)) from None
-        self.up(root, specs, timeout, options["verbose"])
+        if options["gateway_processes"] is not None and options["gateway_processes"] < 1:
+            raise CommandError("--gateway-processes must be 1 or more")
+        self.up(root, specs, timeout, options["verbose"], options["gateway_processes"])
 
     # -- up ------------------------------------------------------------------------------
 
-    def up(self, root, specs, timeout, verbose=False):
+    def up(self, root, specs, timeout, verbose=False, gateway_processes=None):
         env = {VERBOSE_ENV: "1"} if verbose else {}
         if not verbose and hasattr(os, "geteuid") and os.geteuid() == 0:  # said once, not by every worker
             self.say("running as root: Celery advises a user of its own (--uid); its warning is shown with --verbose")
@@ -85,7 +89,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         # STATIC_ROOT: the static file middleware warns without it
         (_var_dir() / "static").mkdir(parents=True, exist_ok=True)
-        cloud = Cloud(specs, root, printer=self.printer, say=self.say, env=env, var_dir=_var_dir(), timeout=timeout)
+        cloud = Cloud(specs, root, printer=self.printer, say=self.say, env=env, var_dir=_var_dir(), timeout=timeout,
+                      gateway_processes=gateway_processes)
 
         def interrupt(signum, frame):
             raise KeyboardInterrupt
