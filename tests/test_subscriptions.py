@@ -25,6 +25,9 @@ GATEWAY_ENV = {"NAUTILUS_ACCESS_TOKEN_LIFETIME": "20", "NAUTILUS_HEARTBEATS_MISS
                "NAUTILUS_SUBSCRIPTION_BUFFER": str(BUFFER), "NAUTILUS_CONNECTION_INIT_TIMEOUT": "1",
                "NAUTILUS_MAX_QUERY_DEPTH": "6"}
 PROTOCOL = "graphql-transport-ws"
+# idle subscriptions the memory figure is measured with: 250 in CI's run, more for a soak
+# (NAUTILUS_IDLE_SUBSCRIPTIONS=1000 gives the figure of bench/RESULTS.md)
+IDLE_SUBSCRIPTIONS = int(os.environ.get("NAUTILUS_IDLE_SUBSCRIPTIONS", "250"))
 
 CREATE_RECIPE = "mutation($name: String!, $private: Boolean) { createRecipe(name: $name, private: $private) " \
                 "{ recipe { id } } }"
@@ -575,7 +578,8 @@ def test_latency_and_the_memory_of_a_thousand_idle_subscriptions(recipe_book, cl
             await ws.close()
         return grown
 
-    grown = asyncio.run(idle(1000))
-    print(f"1000 idle subscriptions (one connection each): gateway RSS {grown / 1e6:+.1f} MB, "
-          f"{grown / 1000 / 1024:.1f} KiB each")
-    assert grown < 200e6
+    count = IDLE_SUBSCRIPTIONS
+    grown = asyncio.run(idle(count))
+    print(f"{count} idle subscriptions (one connection each): gateway RSS {grown / 1e6:+.1f} MB, "
+          f"{grown / count / 1024:.1f} KiB each")
+    assert grown < count * 200e3  # 200 kB each at most
