@@ -10,9 +10,10 @@ skips Celery's task machinery (a request object, signals, a result) on the commo
   seconds at most.
 - Applying a batch is one transaction: the handlers' changes, then the records of every action
   (``HandledAction``, with its answer and outbox; its trace record) saved together. After the
-  one commit, the answers and outboxes are published and the messages acknowledged, in the
-  order they came. When an action does not end in a plain answer, that transaction is undone
-  and the others are applied again, each in a savepoint of its own.
+  one commit, the answers and outboxes are published in the order they came, the broker's
+  confirms awaited once for them all (``nautilus_core.confirms``), and the messages
+  acknowledged. When an action does not end in a plain answer, that transaction is undone and
+  the others are applied again, each in a savepoint of its own.
 
 Any action that does not end in a plain answer goes on to Celery's task after the commit, as
 if there were no batch: a refusal (``ActionError``), an action recorded before (a
@@ -31,6 +32,7 @@ from django.db import transaction
 
 from . import metrics, observe, tracing
 from .conf import nautilus_settings
+from .confirms import Confirms
 
 __all__ = ["Batch", "routing_key_of"]
 
@@ -70,6 +72,7 @@ class Batch:
 
     def __init__(self, service, hub, to_task):
         self.service, self.hub, self.to_task = service, hub, to_task
+        self.confirms = Confirms(service.bus.app)
         self.size = nautilus_settings.BATCH_SIZE
         self.wait = nautilus_settings.BATCH_WAIT
         self.taken = []
@@ -132,15 +135,17 @@ class Batch:
         if applied:
             metrics.batch_applied(self.service.name, len(applied))
             _test_hook_exit_after_commit()
+        try:
+            with self.confirms.round() as producer:  # one wait for the broker's confirms of them all
+                for item in applied:
+                    with observe.attempting(item.attempt):
+                        self.service.deliver(item.outcome, item.outbox, _reply_to(item.message), producer=producer)
+        except Exception:  # the bus refused them: the task answers each again from its record, and retries
+            logger.warning("%s could not publish the answers of a batch of %d; the task tries again",
+                           self.service.name, len(applied), exc_info=True)
+            handed_on += applied
+            applied = []
         for item in applied:
-            try:
-                with observe.attempting(item.attempt):
-                    self.service.deliver(item.outcome, item.outbox, _reply_to(item.message))
-            except Exception:  # the bus refused it: the task answers again from the record, and retries
-                logger.warning("%s could not publish the answer to %s; the task tries again", self.service.name,
-                               item.action.action_id, exc_info=True)
-                handed_on.append(item)
-                continue
             item.message.ack()
         for item in handed_on:
             item.attempt.discard()

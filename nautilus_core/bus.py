@@ -205,14 +205,16 @@ class Bus:
 
     # -- sending ---------------------------------------------------------------------
 
-    def publish(self, action_type_or_action, payload=None, *, correlation_id=None, reply_to=None, deadline=None):
+    def publish(self, action_type_or_action, payload=None, *, correlation_id=None, reply_to=None, deadline=None,
+                producer=None):
         """Publish an action on the exchange; return the Action that was sent.
 
         ``deadline`` (ISO-8601) is written into the envelope of a new action; an action with a
         deadline is also published with the time left as its TTL (RabbitMQ drops it unread after).
+        ``producer``: publish with it (a round of ``nautilus_core.confirms``), not one of the pool's.
         """
         action = self._action(action_type_or_action, payload, correlation_id, deadline)
-        with self.app.producer_or_acquire() as producer:
+        with self.app.producer_or_acquire(producer) as producer:
             self._send(action, producer, reply_to=reply_to, declare=[self.exchange])
         return action
 
@@ -233,9 +235,9 @@ class Bus:
             **options,
         )
 
-    def reply(self, reply_to, action):
+    def reply(self, reply_to, action, producer=None):
         """Send an outcome envelope straight to an asker's reply queue."""
-        with self.app.producer_or_acquire() as producer:
+        with self.app.producer_or_acquire(producer) as producer:
             producer.publish(
                 json.dumps(action.to_dict()),
                 exchange="",

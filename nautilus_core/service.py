@@ -408,14 +408,17 @@ class Service:
         """The ``.error`` answer to an ActionError (events only get none)."""
         return action.outcome(ERROR, exc.payload, self.name) if status_of(action.action_type) == PENDING else None
 
-    def deliver(self, outcome, outbox, reply_to):
-        """After the commit: answer the asker, publish the outbox, mark it sent (then the message is acked)."""
+    def deliver(self, outcome, outbox, reply_to, producer=None):
+        """After the commit: answer the asker and publish the outbox (then the message is acked).
+
+        ``producer``: publish with it (``nautilus_core.batch`` publishes a batch in one round of confirms).
+        """
         tracing.note_outcome(outcome, outbox)
         observe.answered(outcome)
         if reply_to and outcome is not None and outcome.correlation_id:
-            self.bus.reply(reply_to, outcome)
+            self.bus.reply(reply_to, outcome, producer=producer)
         for envelope in outbox:
-            self.bus.publish(envelope)
+            self.bus.publish(envelope, producer=producer)
 
     def respond(self, outcome, reply_to=None, *, broadcast=True):
         """Send an outcome to the asker and, for changes, to everyone who listens."""

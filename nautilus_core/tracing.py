@@ -189,6 +189,8 @@ def _record(state, context, action_id, action_type, prune_now=True):
 def _prune_quietly(service):
     from django.db import transaction
 
+    if time.monotonic() - _last_pruned[0] < PRUNE_EVERY:  # the common case: no savepoint for nothing
+        return
     if transaction.get_connection().needs_rollback:  # a batch's transaction, being undone (nautilus_core.batch)
         return
     try:
