@@ -28,7 +28,7 @@ acknowledged), and one that dies after it answers them again from their records.
 import logging
 import time
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from . import metrics, observe, tracing
 from .conf import nautilus_settings
@@ -154,16 +154,17 @@ class Batch:
     def _commit(self, taken):
         """Commit what can be applied of ``taken``; return ``(applied, handed on)``.
 
-        First at full speed: no savepoint, the records saved together. When an action fails, that
-        transaction is undone, the action handed on, and the others applied again each in a
-        savepoint of its own (two tries at most, however many fail).
+        First at full speed: no savepoint, the records saved together, no look-up of earlier records
+        (a redelivery is rare: the unique record says so). When an action fails, that transaction is
+        undone, the action handed on, and the others applied again each in a savepoint of its own
+        (two tries at most, however many fail).
         """
         try:
             try:
                 with transaction.atomic():
                     return self._apply_together(taken), []
-            except _HandOn as failed:
-                rest = [item for item in taken if item is not failed.item]
+            except (_HandOn, _Recorded) as failed:  # each on its own, the one that failed (if known) aside
+                rest = [item for item in taken if item is not getattr(failed, "item", None)]
                 with transaction.atomic():
                     applied = [item for item in rest if self._apply_alone(item)]
                 return applied, [item for item in taken if item not in applied]
@@ -177,12 +178,9 @@ class Batch:
         for the first that does not end in a plain answer (the transaction is then unusable)."""
         from .models import HandledAction, TracedAction
 
-        ids = [item.action.action_id for item in taken]
-        recorded = set(HandledAction.objects.filter(service=self.service.name, action_id__in=ids)
-                       .values_list("action_id", flat=True))
         handled, traced, seen = [], [], set()
         for item in taken:
-            if item.action.action_id in recorded or item.action.action_id in seen:  # the task answers it again
+            if item.action.action_id in seen:  # a copy: the task answers it from the record
                 raise _HandOn(item)
             seen.add(item.action.action_id)
             with tracing.handling(self.service, item.envelope, attempt=1, final=False) as state:
@@ -193,7 +191,10 @@ class Batch:
                     raise _HandOn(item) from exc
                 handled.append(HandledAction.of(self.service.name, item.action, item.outcome, item.outbox))
                 traced.append(tracing.record_of(item.outcome, item.outbox))
-        HandledAction.objects.bulk_create(handled)
+        try:
+            HandledAction.objects.bulk_create(handled)
+        except IntegrityError as exc:  # one was recorded before (a redelivery): rare, so not looked up first
+            raise _Recorded() from exc
         TracedAction.objects.bulk_create([row for row in traced if row is not None])
         return taken
 
@@ -208,6 +209,10 @@ class Batch:
                 logger.debug("%s hands %s to the task: %r", self.service.name, item.action.action_id, exc)
                 state.recorded = True  # nothing of this try is kept: the task's attempt is the one recorded
                 return False
+
+
+class _Recorded(Exception):
+    """An action of a batch was recorded before: which one, the savepoints of ``_apply_alone`` find out."""
 
 
 class _HandOn(Exception):

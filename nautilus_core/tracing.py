@@ -176,8 +176,14 @@ def _record(state, context, action_id, action_type, prune_now=True):
 
     if nautilus_settings.TRACE_RETENTION <= 0:
         return
+    connection = transaction.get_connection()
+    alone = not connection.in_atomic_block  # a transaction of its own (a read), not a savepoint in the action's
     try:
         with transaction.atomic():  # a savepoint when inside a transaction: a failure here spoils nothing
+            if alone and connection.vendor == "postgresql":
+                # a record is not worth an fsync per read: a crash may lose the last few, never the data
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
             _create(TracedAction, state, context, action_id, action_type)
     except Exception:
         logger.warning("%s could not record the handling of %s for tracing", state.service.name, action_id,
