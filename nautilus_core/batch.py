@@ -196,6 +196,7 @@ class Batch:
         except IntegrityError as exc:  # one was recorded before (a redelivery): rare, so not looked up first
             raise _Recorded() from exc
         TracedAction.objects.bulk_create([row for row in traced if row is not None])
+        tracing.save_kept()  # the records of the reads answered meanwhile, in the same commit
         return taken
 
     def _apply_alone(self, item):

@@ -200,9 +200,11 @@ class Service:
 
     def heartbeat(self):
         """Every ``NAUTILUS["HEARTBEAT"]`` seconds in the worker: announce again (the gateway notices
-        silence) and publish what the outbox of changes made outside actions still holds."""
+        silence), publish what the outbox of changes made outside actions still holds, and save the
+        trace records of reads kept in memory."""
         self.announce()
         self.publish_outbox()
+        tracing.save_kept()
 
     def emit(self, action_type, payload=None):
         """Publish an event caused by the action being handled; return the Action.
@@ -282,6 +284,7 @@ class Service:
 
     def cleanup(self):
         """Called when the service stops, however it stops."""
+        tracing.save_kept()
         if self._bus is not None:
             self._bus.close()
             self._bus = None

@@ -35,8 +35,8 @@ from .trace_context import (CAUSED_BY_LENGTH, TRACEPARENT_LENGTH, TraceContext, 
 
 __all__ = ["TRACEPARENT_LENGTH", "CAUSED_BY_LENGTH", "TraceContext", "parse_traceparent", "read_traceparent",
            "read_caused_by", "new_traceparent", "caused_by", "current", "handling", "note_outcome",
-           "note_refused", "record_with_action", "record_of", "request_trace", "TraceMiddleware", "prune", "answer",
-           "UNTRACED"]
+           "note_refused", "record_with_action", "record_of", "save_kept", "request_trace", "TraceMiddleware",
+           "prune", "answer", "UNTRACED"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,20 +176,48 @@ def _record(state, context, action_id, action_type, prune_now=True):
 
     if nautilus_settings.TRACE_RETENTION <= 0:
         return
-    connection = transaction.get_connection()
-    alone = not connection.in_atomic_block  # a transaction of its own (a read), not a savepoint in the action's
-    try:
-        with transaction.atomic():  # a savepoint when inside a transaction: a failure here spoils nothing
-            if alone and connection.vendor == "postgresql":
-                # a record is not worth an fsync per read: a crash may lose the last few, never the data
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            _create(TracedAction, state, context, action_id, action_type)
-    except Exception:
-        logger.warning("%s could not record the handling of %s for tracing", state.service.name, action_id,
-                       exc_info=True)
+    if not transaction.get_connection().in_atomic_block and _status(state) == "success":
+        _keep(_row(TracedAction, state, context, action_id, action_type))  # a read: saved with others
+    else:
+        try:
+            with transaction.atomic():  # a savepoint when inside a transaction: a failure here spoils nothing
+                _create(TracedAction, state, context, action_id, action_type)
+        except Exception:
+            logger.warning("%s could not record the handling of %s for tracing", state.service.name, action_id,
+                           exc_info=True)
     if prune_now:
         _prune_quietly(state.service)
+
+
+# The records of reads answered, kept in memory and saved together (a read commits nothing of its
+# own: a record is not worth a commit per read). Saved when there are SAVE_AT of them or the oldest
+# is SAVE_EVERY seconds old (at the next record), with a batch's transaction, before a trace query
+# is answered, at each heartbeat and when the worker stops; a crash loses those not saved yet.
+_kept = []
+SAVE_AT = 200
+SAVE_EVERY = 1.0
+
+
+def _keep(row):
+    _kept.append(row)
+    if len(_kept) >= SAVE_AT or time.monotonic() - _kept[0].kept_at >= SAVE_EVERY:
+        save_kept()
+
+
+def save_kept():
+    """Save the records of reads kept in memory (in the current transaction, if there is one)."""
+    from django.db import transaction
+
+    from .models import TracedAction
+
+    if not _kept:
+        return
+    rows, _kept[:] = list(_kept), []
+    try:
+        with transaction.atomic():
+            TracedAction.objects.bulk_create(rows)
+    except Exception:
+        logger.warning("could not save %d trace records of reads", len(rows), exc_info=True)
 
 
 def _prune_quietly(service):
@@ -212,7 +240,7 @@ def _create(model, state, context, action_id, action_type):
 
 def _row(model, state, context, action_id, action_type):
     raw, outcome = state.raw, state.outcome
-    return model(
+    row = model(
         service=state.service.name, action_id=action_id, action_type=action_type[:300],
         trace_id=context.trace_id, caused_by=read_caused_by(raw.get("caused_by")) or "",
         correlation_id=(_text(raw, "correlation_id") or "")[:255], sender=(_text(raw, "sender") or "")[:255],
@@ -222,6 +250,8 @@ def _row(model, state, context, action_id, action_type):
         outcome_type=outcome.action_type[:300] if outcome is not None else "",
         published=state.published,
     )
+    row.kept_at = time.monotonic()
+    return row
 
 
 _last_pruned = [0.0]
@@ -252,6 +282,7 @@ def answer(service, action):
     from .actions import MalformedAction
     from .models import TracedAction
 
+    save_kept()  # what it answered lately, too
     payload = action.payload
     wanted, trace_ids = payload.get("id"), payload.get("trace_ids")
     if wanted is not None and not (isinstance(wanted, str) and 0 < len(wanted) <= 255):
