@@ -159,6 +159,22 @@ def test_each_handling_is_recorded_with_its_status(memory):
     assert not TracedAction.objects.filter(action_type=TRACE).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_records_of_reads_are_kept_in_memory_until_a_trace_query_or_a_batch_saves_them():
+    """Outside a test's transaction, as in a worker: a read's record costs no commit of its own."""
+    with MemoryBus(RecipeService()) as memory:
+        read = memory.ask("read.recipe.pending", {"query": "{ all_models { pk } }"})
+        assert not TracedAction.objects.exists()  # kept, not saved
+        found = memory.ask(TRACE, {"id": read.correlation_id}).payload["records"]
+        assert [(r["action_type"], r["status"]) for r in found] == [("read.recipe.pending", "success")]
+        memory.ask("read.recipe.pending", {"query": "{ all_models { pk } }"})
+        tracing._kept[0].kept_at -= tracing.SAVE_EVERY  # a second later, the next record saves both
+        memory.ask("read.recipe.pending", {"query": "{ nope }"})  # an error: saved at once, not kept
+        memory.ask("read.recipe.pending", {"query": "{ all_models { pk } }"})
+        assert statuses("read.recipe.pending") == ["success", "error", "success", "success"]
+        assert not tracing._kept
+
+
 def test_records_older_than_the_retention_are_pruned(memory):
     memory.ask("create.recipe.pending", {"name": "soup"})
     old = TracedAction.objects.get()
