@@ -6,8 +6,10 @@ worker starts.
 
 Every message is checked by ``nautilus_core.intake`` before Celery reads it
 (``ActionConsumer``): a bad one is dead-lettered with its layer and reason and acknowledged,
-and the worker goes on. Celery sees only the task ``nautilus.action``, its id, and the
-retries and eta of the service's own retries.
+and the worker goes on. The first attempt of an action is then applied by the group commit of
+``nautilus_core.batch``, without Celery's task machinery; what that does not answer (a refusal,
+a failure, a redelivery), and every retry, runs as the task. Celery sees only the task
+``nautilus.action``, its id, and the retries and eta of the service's own retries.
 
 An action whose handler fails unexpectedly is retried with Celery's retry machinery,
 ``NAUTILUS["MAX_RETRIES"]`` times with an exponential backoff, sent to the service's own
