@@ -87,12 +87,14 @@ class QueryContext:
     def user_id(self):
         return str(self.user["user_id"]) if self.user and self.user.get("user_id") is not None else None
 
-    def idempotent_action_id(self, mutation_name, payload):
+    def idempotent_action_id(self, mutation_name, payload, service):
         """The action id of a mutation under the request's ``Idempotency-Key`` header (None without one).
 
-        The same key, caller, mutation and arguments give the same id, so a client that retries a
-        mutation it was told failed (``service_unavailable``…) with the same key gets the first
-        try's answer from the service's record, and the change is never made twice.
+        The same key, caller, mutation, arguments and major of the service give the same id, so a
+        client that retries a mutation it was told failed (``service_unavailable``…) with the same
+        key gets the first try's answer from the service's record, and the change is never made
+        twice. Two majors are two APIs: the same key at ``/v1/graphql`` and ``/graphql`` names two
+        actions (each major's replicas may keep their records apart, and answer in shapes of their own).
         """
         key = self.request.headers.get("Idempotency-Key") if self.request is not None else None
         if key is None:
@@ -100,7 +102,9 @@ class QueryContext:
         if not key or len(key) > IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
             raise GraphQLError(f"The Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable "
                                "characters.", extensions={"code": "invalid_idempotency_key"})
-        identity = json.dumps([self.user_id, mutation_name, payload], sort_keys=True, default=str)
+        major = major_of(self.snapshot.service(service))
+        identity = json.dumps([self.user_id, mutation_name, payload] + ([major] if major != 1 else []),
+                              sort_keys=True, default=str)  # major 1 as before: its keys name the same actions
         return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{identity}"))
 
     async def ask(self, action_type, payload, undo=False, action_id=None):

@@ -72,9 +72,9 @@ class Resolvers:
         """Forward a mutation as its announced action, if the user may; return the selected outputs."""
         args = await self.authorize(context, mutation, dict(args))
         payload = {name: json_value(value) for name, value in args.items()}
-        result = await context.ask(mutation["event"], payload,
-                                   action_id=context.idempotent_action_id(mutation["name"], payload))
         service = name_of(mutation["event"])
+        result = await context.ask(mutation["event"], payload,
+                                   action_id=context.idempotent_action_id(mutation["name"], payload, service))
         if mutation["event"] == crud_action("delete", self.user_service):
             await sync_to_async(forget_user)(result.get("id"))  # its sessions end now, not when the event arrives
         outputs = {}

@@ -224,7 +224,7 @@ def names(url):
     return sorted(row["name"] for row in ok(url, "{ recipe { name } }")["recipe"])
 
 
-def test_a_rolling_deploy_then_a_new_major_beside_the_old(cloud, bus, broker_url):
+def test_a_rolling_deploy_then_a_new_major_beside_the_old(cloud, bus, broker_url, recorder):
     first_db, second_db = cloud.databases.create("versioned"), cloud.databases.create("versioned")
     v1_env = {**cloud.env(S10, first_db), **BEAT}
     v10 = cloud.start(S10, env=v1_env)
@@ -281,6 +281,23 @@ def test_a_rolling_deploy_then_a_new_major_beside_the_old(cloud, bus, broker_url
     for name in ("Stew", "Curry"):
         ok(url, CREATE, {"name": name})
     ok(v1, CREATE, {"name": "Pie"})
+    # one Idempotency-Key, the same mutation at each major: an action per major, each applied once
+    keyed, sent = {"Idempotency-Key": "order-42"}, recorder("create.recipe.pending", "create.recipe.pending.v2")
+    created = [graphql(path, CREATE, {"name": "Keyed"}, headers=keyed) for path in (v1, v1, url, url)]
+
+    def keyed_ids():
+        found = [e["action_id"] for e in sent.drain(0.1) if e["payload"] == {"name": "Keyed"}]
+        return found if len(found) >= 4 else None
+
+    action_ids = wait(keyed_ids, timeout=10)
+    assert action_ids[0] == action_ids[1] != action_ids[2] == action_ids[3], action_ids
+    assert all(status == 200 and "errors" not in body for status, body in created), created
+    ids = [body["data"]["createRecipe"]["recipe"]["id"] for _, body in created]
+    assert ids[0] == ids[1] and ids[2] == ids[3]  # a retry at one major is answered from its record
+    assert sorted(names(v1)) == ["Keyed", "Pie", "Soup"] and names(url) == ["Curry", "Keyed", "Stew"]
+    for path in (v1, url):
+        ok(path, "mutation($id: ID!) { deleteRecipe(id: $id) { id } }",
+           {"id": ok(path, '{ recipe(name: "Keyed") { id } }')["recipe"][0]["id"]})
     reply = bus.ask("create.recipe.pending", {"name": "Tart"}, timeout=5, major=2)
     assert reply.action_type == "create.recipe.success"
     assert names(url) == ["Curry", "Stew", "Tart"]  # each write once, in its major's database only
