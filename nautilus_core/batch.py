@@ -164,10 +164,17 @@ class Batch:
                 with transaction.atomic():
                     return self._apply_together(taken), []
             except (_HandOn, _Recorded) as failed:  # each on its own, the one that failed (if known) aside
-                rest = [item for item in taken if item is not getattr(failed, "item", None)]
+                applied, handed_on = [], []
                 with transaction.atomic():
-                    applied = [item for item in rest if self._apply_alone(item)]
-                return applied, [item for item in taken if item not in applied]
+                    for item in taken:
+                        # a copy of an action handed on goes after it: the task's answer to the first is the copy's
+                        if (item is not getattr(failed, "item", None)
+                                and item.action.action_id not in {h.action.action_id for h in handed_on}
+                                and self._apply_alone(item)):
+                            applied.append(item)
+                        else:
+                            handed_on.append(item)
+                return applied, handed_on
         except Exception:  # the database failed the batch (an outage, a record it refused): each goes on alone
             logger.warning("%s could not commit a batch of %d actions; each goes to the task", self.service.name,
                            len(taken), exc_info=True)

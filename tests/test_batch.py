@@ -29,11 +29,15 @@ def sent_while_stopped(cloud, faulty, bus, asks):
     replies' futures."""
     faulty.process.stop()
     futures = [bus._send_ask(action_type, payload, action_id=action_id)[0] for action_type, payload, action_id in asks]
+    restart(cloud, faulty)
+    return futures
+
+
+def restart(cloud, faulty):
     faulty.process = ServiceProcess(FAULTY, faulty.env, log_dir=cloud.log_dir,
                                     http_port=faulty.process.http_port).start()
     cloud.processes.append(faulty.process)
     faulty.process.wait_ready()
-    return futures
 
 
 def batches(url):
@@ -86,3 +90,31 @@ def test_an_action_twice_in_one_batch_is_applied_once_and_answered_twice(cloud, 
     assert count_rows(faulty.env["DATABASE_URL"], "recipes_recipe", name) == 1
     assert all(reply.action_type == "create.faulty.success" for reply in others)
     assert "already handled create.faulty.pending" in faulty.process.log()
+
+
+
+def test_a_copy_in_a_batch_is_answered_with_the_fate_of_the_first(cloud, faulty, bus):
+    """A client's retry under the same action id, in one batch with the first try, which arrived past
+    its deadline: the first is refused, and the retry answered from that record (not applied before it)."""
+    from datetime import datetime, timedelta, timezone
+
+    from nautilus_core.actions import Action
+    from nautilus_core.bus import TASK_NAME
+
+    name, action_id = f"late-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    replies = bus._reply_listener()
+    faulty.process.stop()
+    # the first try as a worker would find it after a long pause: past its deadline (sent without a TTL)
+    late = Action("create.faulty.pending", {"name": name}, correlation_id=str(uuid.uuid4()), sender="test",
+                  action_id=action_id, deadline=(datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat())
+    futures = [replies.expect(late.correlation_id)]
+    bus.app.send_task(TASK_NAME, args=[late.to_dict()], task_id=action_id, exchange=bus.exchange,
+                      routing_key=late.action_type, reply_to=replies.queue.name)
+    futures.append(bus._send_ask("create.faulty.pending", {"name": f"{name}-other"})[0])
+    futures.append(bus._send_ask("create.faulty.pending", {"name": name}, 30, action_id=action_id)[0])
+    restart(cloud, faulty)
+    first, other, retry = [future.result(timeout=30) for future in futures]
+    assert first.action_type == retry.action_type == "create.faulty.error", (first.payload, retry.payload)
+    assert first.payload["code"] == retry.payload["code"] == "deadline_exceeded"
+    assert other.action_type == "create.faulty.success"
+    assert count_rows(faulty.env["DATABASE_URL"], "recipes_recipe", name) == 0
