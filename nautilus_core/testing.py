@@ -44,8 +44,12 @@ def manage(settings, *args, env=None, check=True, timeout=120):
 class ServiceProcess:
     """One worker process of a service, with the given environment (broker, database)."""
 
-    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None, http_port=None, http_processes=None):
+    def __init__(self, settings, env, *, log_dir=None, pool="solo", name=None, http_port=None, http_processes=None,
+                 netns=None):
         self.settings = settings
+        # a network namespace to run in (``ip netns exec``, which execs: the PID is still the worker's); meant for
+        # a worker: ``url`` and ``wait_ready`` look for an HTTP server on this machine's loopback
+        self.netns = netns
         # verbose (unless ``env`` says otherwise): Celery's task and retry lines too, for tests to read
         self.env = {**os.environ, "NAUTILUS_LOG_VERBOSE": "1", **env, "DJANGO_SETTINGS_MODULE": settings,
                     "PYTHONUNBUFFERED": "1"}
@@ -62,10 +66,11 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.http_port}" if self.http_port else None
 
     def command(self):
+        netns = ["ip", "netns", "exec", self.netns] if self.netns else []
         if self.http_port:
             processes = [f"--http-processes={self.http_processes}"] if self.http_processes else []
-            return django_command("runservice", f"127.0.0.1:{self.http_port}", *processes)
-        return [sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
+            return [*netns, *django_command("runservice", f"127.0.0.1:{self.http_port}", *processes)]
+        return [*netns, sys.executable, "-m", "celery", "-A", "nautilus_core", "worker", f"--pool={self.pool}",
                 "--loglevel=INFO", "--without-mingle", "--without-gossip",
                 f"--hostname={self.name}.{uuid.uuid4().hex[:6]}@%h"]
 
@@ -303,23 +308,28 @@ def dead_letters(broker_url, queue="nautilus.dead", wait=0.5):
 
 
 class BrokerProxy:
-    """A TCP proxy on 127.0.0.1 between this test's processes and RabbitMQ, which the test cuts.
+    """A TCP proxy between this test's processes and RabbitMQ (or any ``upstream``), which the test cuts.
 
     Stopping the machine's RabbitMQ would break other test runs that use it at the same time,
     so an outage is simulated: ``cut`` closes every connection through the proxy and
     refuses new ones (as a stopped broker does), ``restore`` accepts them again.
+
+    It listens on ``host`` (127.0.0.1 by default): another address of this machine, such as the
+    host side of a veth pair, lets processes in a network namespace reach a server that listens
+    on 127.0.0.1 only (``tests/test_hosts.py`` proxies RabbitMQ and PostgreSQL so).
     """
 
-    def __init__(self, upstream=("127.0.0.1", 5672)):
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, upstream=("127.0.0.1", 5672), host="127.0.0.1"):
+        self.upstream, self.host = upstream, host
+        self.listener = socket.create_server((host, 0))
         self.port = self.listener.getsockname()[1]
         self.sockets, self.lock, self.open = set(), threading.Lock(), threading.Event()
         self.open.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def url(self, broker_url):
-        return re.sub(r"@[^/]+/", f"@127.0.0.1:{self.port}/", broker_url)
+    def url(self, url):
+        """``url`` (``scheme://user@host:port/…``, a broker's or a database's) through the proxy."""
+        return re.sub(r"@[^/]+/", f"@{self.host}:{self.port}/", url, count=1)
 
     def _accept(self):
         while True:

@@ -46,8 +46,6 @@ def handle_action(self, envelope):
     """Every action reaches its service through this one task: ``nautilus.action(envelope)``."""
     service = get_service()
     delivery = self.request.delivery_info or {}
-    if delivery.get("redelivered"):  # the broker gave it again: a worker died or lost its connection
-        logger.info("redelivered action %s", self.request.id)
     routing_key = routing_key_of(delivery, envelope)
     max_retries = nautilus_settings.MAX_RETRIES
     retries = self.request.retries
@@ -99,6 +97,8 @@ class ActionConsumer(Consumer):
                 message.headers, envelope, action, handler = intake.admit(message, service)
             except MalformedAction as exc:
                 return self._refuse(service, message, exc)
+            if message.delivery_info.get("redelivered"):  # a worker died or lost its connection: here, whichever path
+                logger.info("redelivered action %s", message.headers["id"])
             if batch is None or message.headers["retries"] or message.headers["eta"] is not None:
                 return to_task(message)  # a retry keeps Celery's countdown and count
             batch.take(message, envelope, action, handler)
