@@ -23,6 +23,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 __all__ = ["database_settings", "config_values", "use_database_url", "apply_service_database"]
 
+SERVER_KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+
 
 def database_settings(url):
     """``DATABASES["default"]`` for ``url``, with nautilus's options for SQLite and PostgreSQL."""
@@ -32,7 +34,13 @@ def database_settings(url):
     elif config["ENGINE"].endswith("postgresql"):
         # Celery's Django fixup closes the connection around every task: with Django's psycopg
         # pool that returns it to the pool instead of opening a new one per action.
-        config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 4, "timeout": 10}
+        options = config.setdefault("OPTIONS", {})
+        options["pool"] = {"min_size": 1, "max_size": 4, "timeout": 10}
+        # A worker cut off from the network in the middle of a transaction keeps its locks (the
+        # records' unique keys) until PostgreSQL sees it gone: with keepalives a minute, not hours,
+        # so another replica given the same actions is not blocked for long. Both ends probe.
+        options.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+        options["options"] = " ".join(filter(None, [options.get("options"), SERVER_KEEPALIVES]))
     return config
 
 

@@ -170,3 +170,16 @@ def test_two_hosts_and_one_cut_off_mid_stream(cloud, broker_url, hosts):
     assert all(handled_before_cut), figures  # both hosts took part before the cut
     assert cut_worker_running, figures  # cut off, not dead: the broker gave its actions to the other host
     assert figures["redelivered to the other host"] > 0, figures  # the cut host held some when cut
+
+
+def test_a_workers_database_session_is_probed_so_a_cut_off_worker_frees_its_locks_within_a_minute(db):
+    """PostgreSQL notices a worker cut off in the middle of a transaction by its keepalives (30 s, then
+    3 probes 10 s apart): its locks on the records' unique keys do not block another replica for hours."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        shown = {}
+        for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"):
+            cursor.execute(f"SHOW {name}")
+            shown[name] = cursor.fetchone()[0]
+    assert shown == {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
