@@ -52,7 +52,8 @@ def test_what_is_not_a_url_is_refused(text):
         broker_of(text)
 
 
-def test_each_broker_gets_its_transport():
+def test_each_broker_gets_its_transport(monkeypatch):
+    monkeypatch.delenv("NAUTILUS_REDIS_VISIBILITY_TIMEOUT", raising=False)  # the Redis pass sets a short one
     assert connection_options("amqp://guest:guest@127.0.0.1//")["transport"] is None  # kombu's py-amqp
     redis = connection_options("redis://127.0.0.1:6379/0")
     assert redis["transport"] == "nautilus_core.redis_transport:Transport" and redis["ssl"] is None
