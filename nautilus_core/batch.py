@@ -5,9 +5,11 @@ skips Celery's task machinery (a request object, signals, a result) on the commo
 
 - An action whose handler changes nothing (a read, a roll call) is handled at once.
 - An action whose handler records joins the open batch. The batch is applied when it holds
-  ``NAUTILUS["BATCH_SIZE"]`` actions, when a look 0.2 ms later finds that no message came
-  meanwhile (an ask alone in the queue waits that long), or after ``NAUTILUS["BATCH_WAIT"]``
-  seconds at most.
+  ``NAUTILUS["BATCH_SIZE"]`` actions, or as soon as nothing more waits on the worker's
+  connection (RabbitMQ: so an ask alone in the queue is not delayed at all), or at the latest
+  ``NAUTILUS["BATCH_WAIT"]`` seconds after its first action came. On Redis, which cannot say what
+  waits, an action that comes after a quiet moment is applied at once, and while actions keep
+  coming the batch is applied when a look a millisecond later finds none came meanwhile.
 - Applying a batch is one transaction: the handlers' changes, then the records of every action
   (``HandledAction``, with its answer and outbox; its trace record) saved together. After the
   one commit, the answers and outboxes are published in the order they came, the broker's
@@ -26,6 +28,7 @@ acknowledged), and one that dies after it answers them again from their records.
 ``BATCH_SIZE`` 0 sends every action through Celery's task, one transaction each.
 """
 import logging
+import select
 import time
 
 from django.db import IntegrityError, transaction
@@ -38,10 +41,9 @@ __all__ = ["Batch", "routing_key_of"]
 
 logger = logging.getLogger(__name__)
 
-# seconds between two looks for more messages: a lone ask waits this long for its batch, about a tenth
-# of a round trip
-LOOK_AFTER = 0.0002
-
+# seconds between two looks for more messages on a transport that cannot say what waits (Redis); the
+# event loop's timers have a resolution of a millisecond
+LOOK_AFTER = 0.0005
 
 def routing_key_of(delivery_info, envelope):
     """The action's routing key: the message's, or the envelope's type for a retry or a replay
@@ -76,41 +78,38 @@ class Batch:
         self.size = nautilus_settings.BATCH_SIZE
         self.wait = nautilus_settings.BATCH_WAIT
         self.taken = []
-        self.opened = 0.0
-        self.arrived = False  # a message joined since the last look (see _look)
-        self.looking = False
+        self.timer = None  # applies the batch when no look said so before (see _hold)
+        self.last_taken = 0.0
+        self.arrived = False  # a message came since the last look (transports that cannot say: _look)
 
     def take(self, message, envelope, action, handler):
         """A message that passed intake: handle it, or keep it for the batch."""
         attempt = observe.Attempt(self.service, envelope, 1)
         if not handler._nautilus_record:
             return self._handle_now(message, envelope, attempt)
-        if not self.taken:
-            self.opened = time.monotonic()
+        now, busy = time.monotonic(), time.monotonic() - self.last_taken < self.wait
+        self.last_taken, self.arrived = now, True
         self.taken.append(_Taken(message, envelope, action, handler, attempt))
-        self.arrived = True
-        if len(self.taken) >= self.size or self.hub is None:
+        waiting = _more_waiting(message)
+        if len(self.taken) >= self.size or self.hub is None or waiting is False or (waiting is None and not busy):
             self.apply()
-        elif not self.looking:
-            self._look_again()
+        elif self.timer is None:
+            self._hold(LOOK_AFTER if waiting is None else self.wait)
 
-    def _look_again(self):
-        # A timer, not call_soon: the loop polls for as long as its next timer is away, and
-        # callbacks made ready from within the loop wait for that poll to end.
-        self.arrived, self.looking = False, True
-        self.hub.call_later(LOOK_AFTER, self._look)
+    def _hold(self, seconds):
+        """Apply the batch later: after a look (a transport that cannot say what waits: Redis), or at the
+        latest BATCH_WAIT after it opened (RabbitMQ, should what waits on its socket not be a message)."""
+        self.arrived = False
+        self.timer = self.hub.call_later(seconds, self._look)
 
     def _look(self):
-        """From the event loop: apply the batch once a look found no new message since the last.
-
-        The transport reads the socket in callbacks of the same loop, one message each; while they
-        keep coming (and the batch is young) look again a little later.
-        """
-        self.looking = False
+        """From the event loop: apply the batch, unless messages still came since the last look (and
+        the batch is young: BATCH_WAIT at most)."""
+        self.timer = None
         if not self.taken:
             return
-        if self.arrived and time.monotonic() - self.opened < self.wait:
-            return self._look_again()
+        if self.arrived and time.monotonic() - self.taken[0].attempt.started < self.wait:
+            return self._hold(LOOK_AFTER)
         self.apply()
 
     def _handle_now(self, message, envelope, attempt):
@@ -130,6 +129,9 @@ class Batch:
         """Apply the open batch: one transaction, then publish, acknowledge, and hand on the rest."""
         from .service import _test_hook_exit_after_commit
 
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         taken, self.taken = self.taken, []
         applied, handed_on = self._commit(taken)
         if applied:
@@ -229,6 +231,22 @@ class _HandOn(Exception):
     def __init__(self, item):
         super().__init__(item.action.action_id)
         self.item = item
+
+
+def _more_waiting(message):
+    """Whether more has come on the message's connection than the worker has read (RabbitMQ: its socket
+    is readable); None when the transport cannot say (Redis takes one message a round trip)."""
+    try:
+        sock = message.channel.connection.transport.sock
+    except AttributeError:
+        return None
+    pending = getattr(sock, "pending", None)  # TLS: decrypted bytes not read yet
+    if pending is not None and pending():
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile: nothing more on it
+        return False
 
 
 def _reply_to(message):
