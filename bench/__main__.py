@@ -305,7 +305,8 @@ def main():
     if len(brokers) > 1:  # one child per broker, so that the baseline Celery app meets one broker only
         failed = 0
         for broker in brokers:
-            argv = [arg for arg in sys.argv[1:] if not arg.startswith("--brokers")]
+            argv = [arg for n, arg in enumerate(sys.argv[1:]) if not arg.startswith("--brokers")
+                    and sys.argv[n] != "--brokers"]  # "--brokers=a,b" or "--brokers a,b"
             failed |= subprocess.run([sys.executable, "-m", "bench", *argv, f"--brokers={broker}"], cwd=PROJECT_DIR,
                                      env={**os.environ, "NAUTILUS_BENCH_QUIET_HEADER": "1"}).returncode
         sys.exit(failed)
