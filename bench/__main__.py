@@ -8,7 +8,9 @@ NAUTILUS_TEST_REDIS_URL (Redis, under a key prefix of its own), with DATABASE_UR
 databases of its own); everything is removed at the end. Each broker runs in a child process of
 this one, so that the baseline Celery app meets one broker only. Every ratio is against a
 baseline measured in this same run on the same broker. Prints figures; asserts nothing (the goals
-are in bench/RESULTS.md).
+are in bench/RESULTS.md), except that under load no client reads a recipe older than an update that
+had returned before the client sent its query: a stale read is printed and the bench exits non-zero.
+Section ``load`` runs its clients in a process of their own (bench/load.py).
 """
 import argparse
 import http.client
@@ -17,7 +19,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -226,8 +227,9 @@ def gateway_cloud(bench, args):
     return host, port
 
 
-def _post(connection, query):
-    connection.request("POST", "/graphql", json.dumps({"query": query}), {"Content-Type": "application/json"})
+def _post(connection, query, variables=None, headers=None):
+    connection.request("POST", "/graphql", json.dumps({"query": query, "variables": variables or {}}),
+                       {"Content-Type": "application/json", **(headers or {})})
     return json.loads(connection.getresponse().read())
 
 
@@ -255,38 +257,49 @@ def gateway(bench, args, host, port):
                ratio=results[label][0] / flat[0], note="vs flat")
 
 
+REGISTER = "mutation($e: String!, $p: String!) { registerUser(email: $e, password: $p) { sessionToken } }"
+CREATE = "mutation($n: String!) { createRecipe(name: $n, description: \"v0\") { recipe { id } } }"
+STALE = []  # stale reads seen by the load with a writer: a correctness failure, the bench exits non-zero
+
+
+def generate(host, port, seconds, clients, *options):
+    """Run bench.load (the load generator, a process of its own) and return what it measured."""
+    done = subprocess.run([sys.executable, "-m", "bench.load", "--host", host, "--port", str(port),
+                           "--seconds", str(seconds), "--clients", str(clients), *options],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=seconds + 120)
+    if done.returncode:
+        raise RuntimeError(f"bench.load failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
 def load(bench, args, host, port, clients=50):
-    query = "{ recipe(first: 10) { name } }"
-    latencies, errors, stop = [], Counter(), time.monotonic() + args.load_seconds
-    lock = threading.Lock()
-
-    def client():
-        connection = http.client.HTTPConnection(host, port, timeout=30)
-        mine = []
-        while time.monotonic() < stop:
-            started = time.perf_counter()
-            try:
-                body = _post(connection, query)
-                if "errors" in body:
-                    errors["graphql"] += 1
-            except Exception as exc:  # counted, and the client reconnects
-                errors[type(exc).__name__] += 1
-                connection = http.client.HTTPConnection(host, port, timeout=30)
-            mine.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    p50, p99 = percentiles(latencies)
     processes = f", {args.gateway_processes} HTTP processes" if args.gateway_processes else ""
+    out = generate(host, port, args.load_seconds, clients, "--query", "{ recipe(first: 10) { name } }")
+    p50, p99 = percentiles(out["latencies"])
     report("load", f"gateway{processes}, {clients} concurrent clients, {args.load_seconds:g}s, first: 10", p50, p99,
-           rate=len(latencies) / elapsed, note=f"queries/s; errors: {sum(errors.values())} {dict(errors) or ''}")
+           rate=len(out["latencies"]) / out["elapsed"],
+           note=f"queries/s; errors: {sum(out['errors'].values())} {out['errors'] or ''}; generator in its own "
+                f"process (asyncio), {out['cpu'] / out['elapsed']:.0%} of a core")
+    # the same load while a writer changes 10 recipes/s through the gateway, readers reading those recipes
+    connection = http.client.HTTPConnection(host, port)
+    body = _post(connection, REGISTER, {"e": f"writer-{uuid.uuid4().hex[:8]}@bench.example", "p": "bench writer pw"})
+    token = body["data"]["registerUser"]["sessionToken"]
+    auth = {"Authorization": f"Bearer {token}"}
+    pks = [_post(connection, CREATE, {"n": f"w{n}"}, auth)["data"]["createRecipe"]["recipe"]["id"] for n in range(10)]
+    out = generate(host, port, args.load_seconds, clients, "--token", token, "--recipes", ",".join(pks),
+                   "--writes-per-second", "10")
+    p50, p99 = percentiles(out["latencies"])
+    w50, w99 = percentiles(out["write_latencies"] or [0])
+    stale = out["stale"]
+    report("load", f"gateway{processes}, {clients} clients + a writer updating 10 recipes/s", p50, p99,
+           rate=len(out["latencies"]) / out["elapsed"],
+           note=f"queries/s; STALE READS: {stale} (must be 0); {out['writes'] / out['elapsed']:.1f} writes/s, "
+                f"write p50 {w50:.1f} / p99 {w99:.1f} ms; errors: {sum(out['errors'].values())} "
+                f"{out['errors'] or ''}; generator and writer in one process of their own")
+    if stale:
+        STALE.append(stale)
+        print(f"!!! {stale} STALE READS: a client read a recipe older than an update that had already returned "
+              f"before it sent its query, e.g. {out['stale_examples']}", file=sys.stderr, flush=True)
 
 
 def main():
@@ -331,6 +344,8 @@ def main():
             run_sections(Bench(broker_url, databases, log_dir), args)
     finally:
         databases.drop_all()
+    if STALE:
+        sys.exit(f"stale reads under load: {sum(STALE)}")
 
 
 def run_sections(bench, args):
