@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench [--rounds 500] [--stream 3000] [--load-seconds 10] [--only roundtrip,stream,gateway,load]
                               [--brokers rabbitmq,redis] [--gateway-processes N]
+                              [--load-client asyncio|threads]
 
 Runs on each broker in turn: NAUTILUS_BROKER_URL (RabbitMQ, in a virtual host of its own) and
 NAUTILUS_TEST_REDIS_URL (Redis, under a key prefix of its own), with DATABASE_URL (PostgreSQL,
@@ -274,12 +275,15 @@ def generate(host, port, seconds, clients, *options):
 
 def load(bench, args, host, port, clients=50):
     processes = f", {args.gateway_processes} HTTP processes" if args.gateway_processes else ""
-    out = generate(host, port, args.load_seconds, clients, "--query", "{ recipe(first: 10) { name } }")
+    out = generate(host, port, args.load_seconds, clients, "--query", "{ recipe(first: 10) { name } }",
+                   "--kind", args.load_client)
     p50, p99 = percentiles(out["latencies"])
     report("load", f"gateway{processes}, {clients} concurrent clients, {args.load_seconds:g}s, first: 10", p50, p99,
            rate=len(out["latencies"]) / out["elapsed"],
            note=f"queries/s; errors: {sum(out['errors'].values())} {out['errors'] or ''}; generator in its own "
-                f"process (asyncio), {out['cpu'] / out['elapsed']:.0%} of a core")
+                f"process ({args.load_client}), {out['cpu'] / out['elapsed']:.0%} of a core")
+    if args.load_client != "asyncio":
+        return  # the writer runs on the generator's event loop
     # the same load while a writer changes 10 recipes/s through the gateway, readers reading those recipes
     connection = http.client.HTTPConnection(host, port)
     body = _post(connection, REGISTER, {"e": f"writer-{uuid.uuid4().hex[:8]}@bench.example", "p": "bench writer pw"})
@@ -307,6 +311,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=500)
     parser.add_argument("--stream", type=int, default=3000)
     parser.add_argument("--load-seconds", type=float, default=10)
+    parser.add_argument("--load-client", choices=("asyncio", "threads"), default="asyncio",
+                        help="section load's clients: one event loop (default) or a thread each (http.client)")
     parser.add_argument("--only", default="roundtrip,stream,gateway,load")
     parser.add_argument("--brokers", default="rabbitmq,redis", help="rabbitmq, redis or both, in this order")
     parser.add_argument("--gateway-processes", type=int, default=None,
