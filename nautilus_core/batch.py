@@ -87,7 +87,8 @@ class Batch:
         attempt = observe.Attempt(self.service, envelope, 1)
         if not handler._nautilus_record:
             return self._handle_now(message, envelope, attempt)
-        now, busy = time.monotonic(), time.monotonic() - self.last_taken < self.wait
+        now = time.monotonic()
+        busy = now - self.last_taken < self.wait  # a stream, not an action after a quiet moment
         self.last_taken, self.arrived = now, True
         self.taken.append(_Taken(message, envelope, action, handler, attempt))
         waiting = _more_waiting(message)
@@ -137,21 +138,26 @@ class Batch:
         if applied:
             metrics.batch_applied(self.service.name, len(applied))
             _test_hook_exit_after_commit()
+            applied, handed_on = self._deliver(applied, handed_on)
+        for item in handed_on:
+            item.attempt.discard()
+            self.to_task(item.message)
+
+    def _deliver(self, applied, handed_on):
+        """Publish what the committed actions answer and emit, then acknowledge them; return
+        ``(applied, handed on)``: when the bus refuses, the task answers each again from its record."""
         try:
             with self.confirms.round() as producer:  # one wait for the broker's confirms of them all
                 for item in applied:
                     with observe.attempting(item.attempt):
                         self.service.deliver(item.outcome, item.outbox, _reply_to(item.message), producer=producer)
-        except Exception:  # the bus refused them: the task answers each again from its record, and retries
+        except Exception:
             logger.warning("%s could not publish the answers of a batch of %d; the task tries again",
                            self.service.name, len(applied), exc_info=True)
-            handed_on += applied
-            applied = []
+            return [], handed_on + applied
         for item in applied:
             item.message.ack()
-        for item in handed_on:
-            item.attempt.discard()
-            self.to_task(item.message)
+        return applied, handed_on
 
     def _commit(self, taken):
         """Commit what can be applied of ``taken``; return ``(applied, handed on)``.
